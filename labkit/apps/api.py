@@ -1,0 +1,109 @@
+"""The main API server (aiohttp): login, rooms, history and a counter that shows side effects.
+
+Its CORS behaviour is whatever the topology's :class:`CorsPolicy` says, including the broken
+policies the lessons need (see ``cors.py`` for why the headers are decided by hand).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from .cors import CorsPolicy, is_preflight, response_headers
+from .store import ROOMS, SESSION_COOKIE, Seen, Store
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Small on purpose: the API takes tiny JSON bodies; anything bigger is refused with 413.
+MAX_BODY = 64 * 1024
+
+
+def make_app(
+    name: str,
+    store: Store,
+    policy: CorsPolicy,
+    allowed_origins: Sequence[str],
+    cookie_samesite: str = "None",
+) -> web.Application:
+    """Build the API app. ``allowed_origins`` is the policy's allow-list resolved to origins
+    (service names in the policy become origins once the lab has bound its ports)."""
+    allowed = tuple(allowed_origins)
+
+    @web.middleware
+    async def cors_and_record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        seen = Seen(name, request.method, request.path_qs, origin,
+                    request.headers.get("Sec-Fetch-Site"),
+                    user=store.user_for(request.headers.get("Cookie")))
+        store.record(seen)
+        preflight = is_preflight(request.method, request.headers)
+        if preflight and not policy.preflight:
+            # The misconfiguration of the story: the route exists for GET/POST only.
+            resp: web.StreamResponse = web.json_response(
+                {"error": "method OPTIONS not allowed"}, status=405)
+        elif preflight:
+            resp = web.Response(status=204)
+        else:
+            try:
+                resp = await handler(request)
+            except web.HTTPException as exc:
+                resp = exc
+        resp.headers.update(response_headers(policy, origin, allowed, preflight))
+        seen.status = resp.status
+        return resp
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"service": "api", "message": "hello from the API"})
+
+    async def login(request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.text() or "{}")
+            user = str(body.get("user", "")).strip()[:32]
+        except (ValueError, AttributeError):
+            return web.json_response({"error": "send JSON like {\"user\": \"alice\"}"}, status=400)
+        if not user:
+            return web.json_response({"error": "user is required"}, status=400)
+        token = store.login(user)
+        resp = web.json_response({"user": user, "logged_in": True})
+        # SameSite=None + Secure: the session must travel on cross-port (and, for the hijacking
+        # lesson, cross-site) requests, as the story's cookie did. Over plain HTTP, Secure
+        # cookies are refused, so fall back to Lax there.
+        secure = request.secure
+        resp.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, secure=secure,
+                        samesite=cookie_samesite if secure else "Lax")
+        return resp
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.json_response({"user": store.user_for(request.headers.get("Cookie"))})
+
+    async def rooms(request: web.Request) -> web.Response:
+        return web.json_response({"rooms": list(ROOMS)})
+
+    async def history(request: web.Request) -> web.Response:
+        room = request.query.get("room", "general")
+        if room not in store.history:
+            return web.json_response({"error": f"no room {room!r}"}, status=404)
+        return web.json_response({"room": room, "messages": list(store.history[room])})
+
+    async def counter_get(request: web.Request) -> web.Response:
+        return web.json_response({"counter": store.counter})
+
+    async def counter_post(request: web.Request) -> web.Response:
+        # Any body, any content type: a text/plain POST is a "simple" request, sent without a
+        # preflight, so this side effect happens even when the browser hides the answer.
+        await request.read()
+        store.counter += 1
+        return web.json_response({"counter": store.counter})
+
+    app = web.Application(middlewares=[cors_and_record], client_max_size=MAX_BODY)
+    app.add_routes([
+        web.get("/api/hello", hello),
+        web.post("/api/login", login),
+        web.get("/api/whoami", whoami),
+        web.get("/api/rooms", rooms),
+        web.get("/api/history", history),
+        web.get("/api/counter", counter_get),
+        web.post("/api/counter", counter_post),
+    ])
+    return app

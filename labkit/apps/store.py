@@ -1,0 +1,72 @@
+"""The messenger's shared state: users, sessions, rooms, history, the side-effect counter, and a
+log of the requests each server saw. The API and chat servers share one Store per lab, as the
+story's servers would share a database. Only touched from the lab loop, so no locks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+ROOMS = ("general", "random")
+SESSION_COOKIE = "labkit_session"
+
+
+@dataclass
+class Seen:
+    """One request as a server saw it: the headers the lessons are about."""
+
+    service: str
+    method: str
+    path: str
+    origin: str | None
+    sec_fetch_site: str | None
+    status: int | None = None
+    kind: str = "http"  # "http" | "ws"
+    user: str | None = None
+    at: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service, "kind": self.kind, "method": self.method, "path": self.path,
+            "origin": self.origin, "sec_fetch_site": self.sec_fetch_site, "status": self.status,
+            "user": self.user,
+        }
+
+
+class Store:
+    def __init__(self, history_limit: int = 200) -> None:
+        self.sessions: dict[str, str] = {}
+        self.history: dict[str, deque[dict[str, Any]]] = {
+            r: deque(maxlen=history_limit) for r in ROOMS
+        }
+        self.counter = 0
+        self.seen: deque[Seen] = deque(maxlen=2000)
+        self._seq = itertools.count(1)
+
+    def login(self, user: str) -> str:
+        token = secrets.token_urlsafe(16)
+        self.sessions[token] = user
+        return token
+
+    def user_for(self, cookie_header: str | None) -> str | None:
+        """The user of a request's session cookie, if it carries a valid one."""
+        if not cookie_header:
+            return None
+        for part in cookie_header.split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == SESSION_COOKIE and v in self.sessions:
+                return self.sessions[v]
+        return None
+
+    def post(self, room: str, user: str, text: str) -> dict[str, Any]:
+        msg = {"type": "message", "room": room, "user": user, "text": text, "seq": next(self._seq)}
+        self.history.setdefault(room, deque(maxlen=200)).append(msg)
+        return msg
+
+    def record(self, seen: Seen) -> None:
+        self.seen.append(seen)

@@ -1,0 +1,339 @@
+"""``Lab``: start a topology's servers on labkit's loop, report their real URLs, stop them cleanly.
+
+Lifecycle like aiohttp's runner/site: every listening socket is bound first (so a port in use fails
+before any server starts, and every URL is known before the page is served), then the servers start
+in order; any failure stops what started. ``start()`` and ``stop()`` are idempotent, because learners
+re-run cells.
+"""
+
+from __future__ import annotations
+
+import errno
+import html
+import socket
+import ssl
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from . import logs, runtime
+from .apps import api as api_app
+from .apps import web as web_app
+from .apps.chat import ChatServer
+from .apps.store import Store
+from .errors import LabNotRunningError, PortInUseError
+from .pki import LabPKI
+from .topology import Service, Topology, messenger
+
+#: How long a stopping aiohttp server waits for in-flight requests (browsers keep connections open).
+SHUTDOWN_TIMEOUT = 0.5
+_running: dict[str, Lab] = {}
+_running_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A started service, as a participant (or ``labkit up --json``) sees it."""
+
+    name: str
+    kind: str
+    host: str
+    port: int
+    tls: bool
+    scheme: str
+    url: str
+    origin: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "origin": self.origin, "host": self.host,
+                "port": self.port, "tls": self.tls}
+
+
+class _Server(Protocol):
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class _AiohttpServer:
+    def __init__(self, app: web.Application) -> None:
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=SHUTDOWN_TIMEOUT)
+
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+        await self.runner.setup()
+        await web.SockSite(self.runner, sock, ssl_context=ssl_context).start()
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def bind_loopback(host: str, port: int, service: str) -> socket.socket:
+    """A listening TCP socket on loopback only: participants share Wi-Fi, so nothing labkit opens
+    is reachable from another machine. ``*.lab.test`` and ``localhost`` serve on 127.0.0.1."""
+    family, addr = (socket.AF_INET6, "::1") if host == "::1" else (socket.AF_INET, "127.0.0.1")
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Lets a fixed port be re-bound right after a stop (TIME_WAIT), never while in use.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((addr, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as e:
+        sock.close()
+        if e.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise PortInUseError(service, port) from None
+        raise
+    return sock
+
+
+class Lab:
+    """A running (or runnable) deployment of a topology.
+
+    >>> lab = Lab().start()          # web, api and chat with TLS on free loopback ports
+    >>> lab.url("web")
+    'https://localhost:43117'
+    >>> lab.stop()
+    """
+
+    def __init__(
+        self,
+        topology: Topology | None = None,
+        *,
+        ports: dict[str, int] | None = None,
+        pki: LabPKI | None = None,
+    ) -> None:
+        topo = topology or messenger()
+        if ports:
+            topo = topo.with_ports(ports)
+        self.topology = topo.validate()
+        self.pki = pki or LabPKI()
+        self.store = Store()
+        self._servers: list[_Server] = []
+        self._info: dict[str, ServiceInfo] = {}
+        self._state = "stopped"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    def start(self) -> Lab:
+        """Start every service; a no-op when already running. Returns the lab for chaining."""
+        if self.running:
+            return self
+        self._prepare()
+        try:
+            runtime.run(self._start_servers())
+        except BaseException:
+            self._forget()
+            raise
+        return self
+
+    async def astart(self) -> Lab:
+        if self.running:
+            return self
+        self._prepare()
+        try:
+            await runtime.arun(self._start_servers())
+        except BaseException:
+            self._forget()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every service and free every port; safe to call any number of times."""
+        if self._state == "stopped":
+            return
+        runtime.run(self._stop_servers())
+        self._forget()
+
+    async def astop(self) -> None:
+        if self._state == "stopped":
+            return
+        await runtime.arun(self._stop_servers())
+        self._forget()
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Lab:
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.astop()
+
+    def _prepare(self) -> None:
+        logs.setup()
+        # Re-running a notebook cell builds a new Lab for the same topology: stop the old one so
+        # the kernel never accumulates forgotten servers.
+        with _running_lock:
+            old = _running.get(self.topology.name)
+        if old is not None and old is not self:
+            old.stop()
+        self.pki.ensure()
+
+    def _forget(self) -> None:
+        self._state = "stopped"
+        self._info = {}
+        with _running_lock:
+            if _running.get(self.topology.name) is self:
+                del _running[self.topology.name]
+
+    async def _start_servers(self) -> None:
+        self._state = "starting"
+        self.store = Store()
+        socks: dict[str, socket.socket] = {}
+        try:
+            for svc in self.topology.services:
+                socks[svc.name] = bind_loopback(svc.host, svc.port, svc.name)
+            for svc in self.topology.services:
+                port = socks[svc.name].getsockname()[1]
+                origin = f"{svc.scheme}://{_url_host(svc.host)}:{port}"
+                url = origin + ("/ws" if svc.kind == "chat" else "")
+                self._info[svc.name] = ServiceInfo(svc.name, svc.kind, svc.host, port, svc.tls,
+                                                   svc.scheme, url, origin)
+            for svc in self.topology.services:
+                server = self._build(svc)
+                ctx = self.pki.server_context(svc.cert) if svc.tls else None
+                sock = socks.pop(svc.name)
+                try:
+                    await server.start(sock, ctx)
+                except BaseException:
+                    sock.close()
+                    raise
+                self._servers.append(server)
+        except BaseException:
+            for s in socks.values():
+                s.close()
+            await self._stop_servers()
+            raise
+        self._state = "running"
+        with _running_lock:
+            _running[self.topology.name] = self
+
+    async def _stop_servers(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in reversed(servers):
+            try:
+                await server.stop()
+            except Exception:  # keep stopping the others; a half-stopped lab is worse
+                logs.logging.getLogger("labkit.lab").exception("error while stopping a server")
+
+    def _build(self, svc: Service) -> _Server:
+        if svc.kind in ("web", "evil"):
+            return _AiohttpServer(web_app.make_app(svc.name, self.store, self.page_config))
+        if svc.kind == "api":
+            allowed = self.resolve_origins(svc.cors.origins)
+            return _AiohttpServer(api_app.make_app(svc.name, self.store, svc.cors, allowed))
+        if svc.kind == "chat":
+            origins = None if svc.origins is None else self.resolve_origins(svc.origins)
+            return ChatServer(svc.name, self.store, origins)
+        raise AssertionError(f"unbuildable kind {svc.kind}")  # validate() rejects these
+
+    # -- what a participant asks -----------------------------------------------------------------
+    def resolve_origins(self, entries: Sequence[str]) -> list[str]:
+        """Allow-list entries as origins: service names become that service's page origin."""
+        out = []
+        for e in entries:
+            if "://" in e:
+                out.append(e)
+            else:
+                info = self._info[e]
+                out.append(f"{'https' if info.tls else 'http'}://{_url_host(info.host)}:{info.port}")
+        return out
+
+    def page_config(self) -> dict[str, Any]:
+        """What the chat page is told: where the API and chat are, and which steps to run."""
+        p = self.topology.page
+        api = self.origin(p.api) if p.api else None
+        ws = None
+        if p.ws:
+            info = self.info(p.ws)
+            scheme = p.ws_scheme or info.scheme
+            ws = f"{scheme}://{_url_host(info.host)}:{info.port}{p.ws_path}"
+        return {
+            "title": self.topology.title or f"labkit messenger — {self.topology.name}",
+            "api": api, "ws": ws, "steps": list(p.steps), "credentials": p.credentials,
+            "user": p.user, "room": p.room, "message": f"hello from {p.user}",
+        }
+
+    def info(self, name: str) -> ServiceInfo:
+        if not self.running and self._state != "starting":
+            raise LabNotRunningError(f"look up service '{name}'")
+        if name not in self._info:
+            self.topology.service(name)  # raises the readable error
+        return self._info[name]
+
+    def url(self, name: str, path: str = "") -> str:
+        return self.info(name).url + path
+
+    def origin(self, name: str) -> str:
+        return self.info(name).origin
+
+    @property
+    def services(self) -> list[ServiceInfo]:
+        return list(self._info.values())
+
+    def requests(self, service: str | None = None) -> list[dict[str, Any]]:
+        """What the servers saw (method, path, Origin, Sec-Fetch-Site, status), oldest first."""
+        return [s.as_dict() for s in self.store.seen if service in (None, s.service)]
+
+    def logs(self, n: int = 50) -> list[str]:
+        return logs.recent(n)
+
+    def describe(self) -> dict[str, Any]:
+        """The ``labkit up --json`` object."""
+        return {"ca": str(self.pki.ca_pem), "services": [s.as_dict() for s in self.services]}
+
+    # -- display ---------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        if not self.running:
+            return f"<Lab '{self.topology.name}' {self._state}>"
+        urls = ", ".join(f"{s.name} {s.url}" for s in self.services)
+        return f"<Lab '{self.topology.name}' running: {urls}>"
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for svc in self.topology.services:
+            info = self._info.get(svc.name)
+            url = html.escape(info.url) if info else "—"
+            notes = []
+            if svc.kind == "api":
+                notes.append("CORS: " + svc.cors.describe())
+            if svc.kind == "chat":
+                notes.append("Origin check: " + ("none (any origin)" if svc.origins is None
+                                                 else ", ".join(svc.origins)))
+            if svc.tls and svc.cert != "lab":
+                notes.append(f"certificate: {svc.cert}")
+            rows.append(
+                f"<tr><td><b>{html.escape(svc.name)}</b></td><td>{svc.kind}</td>"
+                f"<td><code>{url}</code></td><td>{'TLS' if svc.tls else 'plain'}</td>"
+                f"<td>{html.escape('; '.join(notes))}</td></tr>")
+        head = (f"<b>Lab '{html.escape(self.topology.name)}'</b> — {self._state}"
+                f" — lab CA: <code>{html.escape(str(self.pki.ca_pem))}</code>")
+        return (f"<div>{head}<table><tr><th>service</th><th>kind</th><th>URL</th><th>TLS</th>"
+                f"<th>policy</th></tr>{''.join(rows)}</table></div>")
+
+
+def stop_all() -> None:
+    """Stop every running lab (kernel shutdown, ``labkit`` CLI exit)."""
+    with _running_lock:
+        labs = list(_running.values())
+    for lab in labs:
+        try:
+            lab.stop()
+        except Exception:
+            pass
+
+
+runtime.on_shutdown(stop_all)

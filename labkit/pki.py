@@ -1,0 +1,267 @@
+"""The lab's certificate authority, built on trustme and persisted in the lab state folder.
+
+Why persisted: the browser trusts the CA through an NSS db built from ``ca.pem``; re-creating the CA
+on every kernel start would make every screenshot and fingerprint change, and cost a second.
+
+Safety rules this module enforces:
+- every PEM (certificates and keys) is written with mode 0600 into a 0700 folder;
+- the CA is created in a scratch folder and renamed into place only once complete, with a manifest of
+  SHA-256 digests written last, so a half-written or tampered folder is detected and replaced;
+- nothing here touches the system's or a user's browser trust store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+from cryptography import x509
+
+from .errors import CAFileMissingError
+
+log = logging.getLogger("labkit.pki")
+
+#: Longest leaf validity Apple platforms accept even under a private CA (notAfter - notBefore).
+LEAF_VALIDITY = dt.timedelta(days=825)
+#: Reissue a persisted leaf when it has less than this left.
+LEAF_RENEW_BEFORE = dt.timedelta(days=30)
+MANIFEST_VERSION = 1
+
+#: Every name labkit serves. Explicit lab names as well as the wildcard: a reader of the certificate
+#: sees the story's hosts, and clients that dislike wildcards still match.
+LAB_NAMES: tuple[str, ...] = (
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    "*.lab.test",
+    "app.lab.test",
+    "api.lab.test",
+    "ws.lab.test",
+    "evil.lab.test",
+)
+#: A lab-CA certificate that deliberately does not name the story's hosts (wss-name-mismatch).
+WRONG_NAMES: tuple[str, ...] = ("wrong.lab.test",)
+
+_CA_FILES = ("ca.pem", "ca.key", "rogue-ca.pem", "rogue-ca.key")
+
+
+def default_home() -> Path:
+    """The lab state folder: ``$LABKIT_HOME`` or ``~/.cache/labkit``."""
+    env = os.environ.get("LABKIT_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "labkit"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    # O_CREAT with 0600 so the key is never readable by others, not even for an instant.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CertFiles:
+    """A certificate chain and its key on disk, ready for ``load_cert_chain`` or nginx."""
+
+    name: str
+    cert: Path
+    key: Path
+    names: tuple[str, ...]
+    issuer: str  # "lab" or "rogue"
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        return ctx
+
+
+class LabPKI:
+    """The lab CA, a rogue CA, and leaf certificates, persisted under ``home/pki``.
+
+    >>> pki = LabPKI().ensure()          # loads, creates, or replaces a damaged folder
+    >>> pki.ca_pem                        # give this to clients that should trust the lab
+    >>> pki.cert("lab").server_context()  # what a lab server presents
+    """
+
+    def __init__(self, home: Path | str | None = None) -> None:
+        self.home = Path(home) if home is not None else default_home()
+        self.dir = self.home / "pki"
+        self.status = "not loaded"  # "loaded" | "created" | "replaced"
+        self.message = ""
+        self._ca: trustme.CA | None = None
+        self._rogue: trustme.CA | None = None
+
+    def __repr__(self) -> str:
+        return f"<LabPKI {self.dir} {self.status}>"
+
+    # -- the CA folder ---------------------------------------------------------------------------
+    @property
+    def ca_pem(self) -> Path:
+        return self.dir / "ca.pem"
+
+    def ensure(self) -> LabPKI:
+        """Load the persisted CA; create it if absent; replace it (with a message) if damaged."""
+        if self._ca is not None:
+            return self
+        problem = self._problem()
+        if problem is None:
+            self._load()
+            self.status = "loaded"
+        elif problem == "absent":
+            self._create()
+            self.status = "created"
+            self.message = f"created a new lab CA in {self.dir}"
+            log.info(self.message)
+        else:
+            self._discard()
+            self._create()
+            self.status = "replaced"
+            self.message = (
+                f"the lab CA folder {self.dir} was damaged ({problem}); replaced it with a new "
+                f"lab CA. Browsers started by labkit trust the new one automatically."
+            )
+            log.warning(self.message)
+        return self
+
+    def _problem(self) -> str | None:
+        """Why the folder cannot be used, ``"absent"`` if there is none, or None if it is fine."""
+        if not self.dir.exists():
+            return "absent"
+        manifest = self.dir / "manifest.json"
+        if not manifest.exists():
+            return "no manifest: creation was interrupted"
+        try:
+            data = json.loads(manifest.read_text())
+            digests = data["files"]
+            if data.get("version") != MANIFEST_VERSION:
+                return f"manifest version {data.get('version')!r} is not {MANIFEST_VERSION}"
+        except (ValueError, KeyError, TypeError) as e:
+            return f"unreadable manifest: {e}"
+        for name in _CA_FILES:
+            path = self.dir / name
+            if not path.exists():
+                return f"{name} is missing"
+            if digests.get(name) != _digest(path):
+                return f"{name} does not match its manifest digest"
+        try:
+            self._load()
+        except Exception as e:  # any parse failure means the folder is unusable
+            self._ca = self._rogue = None
+            return f"cannot load the CA: {e}"
+        self._ca = self._rogue = None
+        return None
+
+    def _load(self) -> None:
+        read = lambda n: (self.dir / n).read_bytes()  # noqa: E731
+        self._ca = trustme.CA.from_pem(read("ca.pem"), read("ca.key"))
+        self._rogue = trustme.CA.from_pem(read("rogue-ca.pem"), read("rogue-ca.key"))
+
+    def _create(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="pki.partial-", dir=self.home))
+        try:
+            ca = trustme.CA(organization_name="labkit", organization_unit_name="lab CA")
+            rogue = trustme.CA(organization_name="rogue", organization_unit_name="not the lab CA")
+            _write_private(scratch / "ca.pem", ca.cert_pem.bytes())
+            _write_private(scratch / "ca.key", ca.private_key_pem.bytes())
+            _write_private(scratch / "rogue-ca.pem", rogue.cert_pem.bytes())
+            _write_private(scratch / "rogue-ca.key", rogue.private_key_pem.bytes())
+            manifest = {
+                "version": MANIFEST_VERSION,
+                "files": {n: _digest(scratch / n) for n in _CA_FILES},
+            }
+            # Written last: its presence means every file above is complete.
+            _write_private(scratch / "manifest.json", json.dumps(manifest, indent=1).encode())
+            os.chmod(scratch, 0o700)
+            try:
+                os.rename(scratch, self.dir)
+            except OSError:
+                # Another kernel finished first: use its CA, it is just as good.
+                shutil.rmtree(scratch, ignore_errors=True)
+                if self._problem() is not None:
+                    raise
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        self._load()
+
+    def _discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- leaves ----------------------------------------------------------------------------------
+    def cert(self, kind: str = "lab") -> CertFiles:
+        """A named leaf: ``lab`` (every lab name), ``rogue`` (same names, rogue CA), ``wrong-name``."""
+        kinds = {
+            "lab": (LAB_NAMES, "lab"),
+            "rogue": (LAB_NAMES, "rogue"),
+            "wrong-name": (WRONG_NAMES, "lab"),
+        }
+        if kind not in kinds:
+            raise ValueError(f"unknown certificate kind {kind!r}; choose one of {sorted(kinds)}")
+        names, issuer = kinds[kind]
+        return self.leaf(names, issuer=issuer, name=kind)
+
+    def leaf(self, names: tuple[str, ...], issuer: str = "lab", name: str | None = None) -> CertFiles:
+        """A persisted leaf for ``names``; reissued when missing, unreadable or near expiry."""
+        self.ensure()
+        if name is None:
+            name = issuer + "-" + hashlib.sha256("|".join(names).encode()).hexdigest()[:12]
+        folder = self.dir / "leaves"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        files = CertFiles(name, folder / f"{name}.pem", folder / f"{name}.key", names, issuer)
+        if not self._leaf_ok(files):
+            self._issue(files)
+        return files
+
+    def _leaf_ok(self, files: CertFiles) -> bool:
+        if not (files.cert.exists() and files.key.exists()):
+            return False
+        try:
+            cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+            ca = self._ca if files.issuer == "lab" else self._rogue
+            assert ca is not None
+            ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+            if cert.issuer != ca_cert.subject:
+                return False
+            left = cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
+            return left > LEAF_RENEW_BEFORE
+        except Exception:
+            return False
+
+    def _issue(self, files: CertFiles) -> None:
+        ca = self._ca if files.issuer == "lab" else self._rogue
+        assert ca is not None
+        start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+        leaf = ca.issue_cert(
+            *files.names,
+            organization_name="labkit",
+            not_before=start,
+            not_after=start + LEAF_VALIDITY,
+        )
+        chain = b"".join(p.bytes() for p in leaf.cert_chain_pems)
+        _write_private(files.key, leaf.private_key_pem.bytes())
+        _write_private(files.cert, chain)
+
+    # -- contexts --------------------------------------------------------------------------------
+    def server_context(self, kind: str = "lab") -> ssl.SSLContext:
+        return self.cert(kind).server_context()
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts the lab CA only (not the system store, not the rogue CA)."""
+        self.ensure()
+        if not self.ca_pem.exists():
+            raise CAFileMissingError(str(self.ca_pem))
+        return ssl.create_default_context(cafile=str(self.ca_pem))

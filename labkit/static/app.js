@@ -1,0 +1,166 @@
+// The labkit messenger page. It runs its steps on load (unless ?manual=1) and shows each step's
+// state in the DOM: ok / blocked / error / skipped, with the error text. The browser's *reason* for a
+// block (CORS, mixed content, certificate) is only in the console: JavaScript is deliberately not told.
+(() => {
+  "use strict";
+  const cfg = window.LABKIT_CONFIG;
+  const TIMEOUT_MS = 5000;
+  let socket = null;
+  const results = {};
+  window.labkit = { config: cfg, results };
+
+  const $ = (sel) => document.querySelector(sel);
+
+  function show(step, state, detail) {
+    results[step] = { state, detail: detail || "" };
+    const li = $("#step-" + step);
+    if (!li) return;
+    li.dataset.state = state;
+    li.querySelector(".state").textContent = state;
+    li.querySelector(".detail").textContent = detail || "";
+  }
+
+  function logLine(text) {
+    const div = document.createElement("div");
+    div.textContent = text;
+    $("#chatlog").appendChild(div);
+  }
+
+  async function callApi(path, init) {
+    if (cfg.api === null) return { state: "skipped", detail: "this page has no API" };
+    let resp;
+    try {
+      resp = await fetch(cfg.api + path, { credentials: cfg.credentials, ...(init || {}) });
+    } catch (e) {
+      // A TypeError here is how the browser reports CORS and mixed-content blocks to scripts.
+      return { state: "blocked", detail: `${e.name}: ${e.message}` };
+    }
+    if (!resp.ok) return { state: "error", detail: `HTTP ${resp.status}` };
+    try {
+      return { state: "ok", body: await resp.json() };
+    } catch (e) {
+      return { state: "error", detail: `bad JSON: ${e.message}` };
+    }
+  }
+
+  function waitFor(ws, predicate) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve({ state: "error", detail: "timed out" }), TIMEOUT_MS);
+      ws.addEventListener("message", (ev) => {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        const r = predicate(msg);
+        if (r) { clearTimeout(timer); resolve(r); }
+      });
+      ws.addEventListener("close", (ev) => {
+        clearTimeout(timer);
+        resolve({ state: "blocked", detail: `connection closed (code ${ev.code})` });
+      });
+    });
+  }
+
+  const steps = {
+    async hello() {
+      const r = await callApi("/api/hello");
+      return r.body ? { state: "ok", detail: r.body.message } : r;
+    },
+    async login() {
+      const r = await callApi("/api/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ user: cfg.user }),
+      });
+      return r.body ? { state: "ok", detail: `logged in as ${r.body.user}` } : r;
+    },
+    async rooms() {
+      const r = await callApi("/api/rooms");
+      return r.body ? { state: "ok", detail: r.body.rooms.join(", ") } : r;
+    },
+    async "post-text"() {
+      // A "simple" request: text/plain POST, no preflight. The server acts on it either way.
+      const r = await callApi("/api/counter", {
+        method: "POST", headers: { "Content-Type": "text/plain" }, body: "+1",
+      });
+      return r.body ? { state: "ok", detail: `counter is ${r.body.counter}` } : r;
+    },
+    async socket() {
+      if (cfg.ws === null) return { state: "skipped", detail: "this page has no chat" };
+      try {
+        socket = new WebSocket(cfg.ws);
+      } catch (e) {
+        // Mixed content: an https page may not even construct a ws:// socket.
+        return { state: "blocked", detail: `${e.name}: ${e.message}` };
+      }
+      const ws = socket;
+      ws.addEventListener("message", (ev) => {
+        try {
+          const m = JSON.parse(ev.data);
+          if (m.type === "message") logLine(`#${m.seq} ${m.user}: ${m.text}`);
+        } catch (e) { /* not ours */ }
+      });
+      const opened = await new Promise((resolve) => {
+        const timer = setTimeout(() => resolve({ state: "error", detail: "timed out" }), TIMEOUT_MS);
+        ws.addEventListener("open", () => { clearTimeout(timer); resolve(null); });
+        ws.addEventListener("close", (ev) => {
+          clearTimeout(timer);
+          // The page is never told why (403, certificate, no TLS): only the console says.
+          resolve({ state: "blocked", detail: `connection failed (close code ${ev.code})` });
+        });
+      });
+      if (opened) { socket = null; return opened; }
+      const joined = waitFor(ws, (m) => m.type === "history" &&
+        { state: "ok", detail: `joined ${m.room} as ${m.user} (${m.messages.length} earlier messages)` });
+      ws.send(JSON.stringify({ type: "join", room: cfg.room }));
+      return joined;
+    },
+    async chat() {
+      if (!socket || socket.readyState !== WebSocket.OPEN) {
+        return { state: "skipped", detail: "no open chat socket" };
+      }
+      const text = cfg.message;
+      const delivered = waitFor(socket, (m) => m.type === "message" && m.text === text &&
+        { state: "ok", detail: `message #${m.seq} delivered to the room` });
+      socket.send(JSON.stringify({ type: "say", text }));
+      return delivered;
+    },
+  };
+
+  async function run(name) {
+    show(name, "running");
+    let r;
+    try {
+      r = await steps[name]();
+    } catch (e) {
+      r = { state: "error", detail: `${e.name}: ${e.message}` };
+    }
+    show(name, r.state, r.detail);
+    return r;
+  }
+
+  async function runAll() {
+    document.documentElement.dataset.done = "false";
+    if (socket) { socket.close(1000, "re-run"); socket = null; }
+    for (const name of cfg.steps) await run(name);
+    document.documentElement.dataset.done = "true";
+  }
+
+  window.labkit.run = run;
+  window.labkit.runAll = runAll;
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("#run-all").addEventListener("click", runAll);
+    for (const b of document.querySelectorAll("button[data-step]")) {
+      b.addEventListener("click", () => run(b.dataset.step));
+    }
+    $("#say").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const input = $("#say input");
+      if (socket && socket.readyState === WebSocket.OPEN && input.value) {
+        socket.send(JSON.stringify({ type: "say", text: input.value }));
+        input.value = "";
+      }
+    });
+    if (!new URLSearchParams(location.search).has("manual")) runAll();
+    else document.documentElement.dataset.done = "true";
+  });
+})();

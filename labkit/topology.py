@@ -1,0 +1,172 @@
+"""A deployment described as data: which servers, on which names and ports, with or without TLS,
+and what the chat page does. A :class:`~labkit.lab.Lab` starts one; scenarios declare them.
+
+Validation here is pure (no sockets), so bad input fails before anything is started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .apps.cors import CorsPolicy
+from .errors import TopologyError
+from .policy import check_lab_host, parse_origin
+
+KINDS = ("web", "api", "chat", "evil")
+CERTS = ("lab", "rogue", "wrong-name")
+STEPS = ("hello", "login", "rooms", "post-text", "socket", "chat")
+CREDENTIALS = ("omit", "same-origin", "include")
+
+
+@dataclass(frozen=True)
+class Service:
+    """One listener of the deployment.
+
+    ``port=0`` picks a free port when the lab starts; a fixed port is for instructors who want
+    stable URLs on the projector. ``cert`` chooses which lab certificate a TLS port presents.
+    ``origins`` is the chat server's Origin allow-list (None: accept any origin, the hijackable
+    default of most WebSocket servers). Entries are origins or names of services in the topology.
+    """
+
+    name: str
+    kind: str
+    host: str = "localhost"
+    port: int = 0
+    tls: bool = True
+    cert: str = "lab"
+    cors: CorsPolicy = field(default_factory=CorsPolicy)
+    origins: tuple[str, ...] | None = None
+
+    @property
+    def scheme(self) -> str:
+        if self.kind == "chat":
+            return "wss" if self.tls else "ws"
+        return "https" if self.tls else "http"
+
+
+@dataclass(frozen=True)
+class Page:
+    """What the chat page does on load.
+
+    ``api``/``ws`` name the services the page calls (None: that part is left out).
+    ``ws_scheme`` forces ``ws``/``wss`` whatever the chat server speaks (for the lessons where the
+    page gets it wrong); ``credentials`` is the fetch credentials mode for API calls.
+    """
+
+    api: str | None = "api"
+    ws: str | None = "chat"
+    ws_scheme: str | None = None
+    ws_path: str = "/ws"
+    steps: tuple[str, ...] = ("hello", "login", "rooms", "socket", "chat")
+    credentials: str = "omit"
+    user: str = "alice"
+    room: str = "general"
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    services: tuple[Service, ...]
+    page: Page = field(default_factory=Page)
+    title: str = ""
+
+    def service(self, name: str) -> Service:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise TopologyError(
+            f"topology '{self.name}' has no service named '{name}'",
+            f"Its services are: {', '.join(s.name for s in self.services)}.",
+        )
+
+    def with_ports(self, ports: dict[str, int]) -> Topology:
+        """The same topology with fixed ports for some services (instructor mode)."""
+        for name in ports:
+            self.service(name)
+        return replace(
+            self, services=tuple(replace(s, port=ports.get(s.name, s.port)) for s in self.services)
+        )
+
+    def validate(self) -> Topology:
+        """Raise a learner-readable error for anything that cannot be started."""
+        names = [s.name for s in self.services]
+        if not names:
+            raise TopologyError(f"topology '{self.name}' has no services", "Add at least one.")
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise TopologyError(f"service names must be unique; repeated: {sorted(dupes)}")
+        ports = [s.port for s in self.services if s.port]
+        if len(ports) != len(set(ports)):
+            raise TopologyError(
+                f"two services ask for the same port in topology '{self.name}'",
+                "Give each service its own port, or 0 for a free one.",
+            )
+        for s in self.services:
+            if s.kind not in KINDS:
+                raise TopologyError(f"service '{s.name}' has unknown kind '{s.kind}'",
+                                    f"Kinds are: {', '.join(KINDS)}.")
+            check_lab_host(s.host, s.name)
+            if not (0 <= s.port <= 65535):
+                raise TopologyError(f"port {s.port} of service '{s.name}' is out of range",
+                                    "Use 1024-65535, or 0 for a free port.")
+            if 0 < s.port < 1024:
+                raise TopologyError(
+                    f"port {s.port} of service '{s.name}' is privileged",
+                    "labkit runs unprivileged: use a port from 1024 to 65535, or 0.",
+                )
+            if s.cert not in CERTS:
+                raise TopologyError(f"service '{s.name}' asks for certificate '{s.cert}'",
+                                    f"Certificates are: {', '.join(CERTS)}.")
+            for entry in s.cors.origins + (s.origins or ()):
+                self._check_origin_entry(entry, names)
+        p = self.page
+        for ref in (p.api, p.ws):
+            if ref is not None and ref not in names:
+                raise TopologyError(f"the page calls service '{ref}', which is not in the topology",
+                                    f"Services are: {', '.join(names)}.")
+        bad = [s for s in p.steps if s not in STEPS]
+        if bad:
+            raise TopologyError(f"unknown page steps {bad}", f"Steps are: {', '.join(STEPS)}.")
+        if p.credentials not in CREDENTIALS:
+            raise TopologyError(f"credentials mode '{p.credentials}' is not a fetch mode",
+                                f"Use one of: {', '.join(CREDENTIALS)}.")
+        if p.ws_scheme not in (None, "ws", "wss"):
+            raise TopologyError(f"ws_scheme '{p.ws_scheme}' must be 'ws' or 'wss'")
+        return self
+
+    @staticmethod
+    def _check_origin_entry(entry: str, names: list[str]) -> None:
+        if "://" in entry:
+            parse_origin(entry)
+        elif entry not in names:
+            raise TopologyError(
+                f"allow-list entry '{entry}' is neither an origin nor a service name",
+                "Write an origin like 'https://localhost:8443', or the name of a service.",
+            )
+
+
+def messenger(
+    *,
+    tls: bool = True,
+    host: str = "localhost",
+    cors: CorsPolicy | None = None,
+    chat_origins: tuple[str, ...] | None = None,
+    name: str = "messenger",
+    page: Page | None = None,
+) -> Topology:
+    """The story's deployment: web, api and chat on one host, three ports.
+
+    By default the API allow-lists the page's origin, so the page works: the lab's starting point
+    is a deployment that works before the lessons break it.
+    """
+    return Topology(
+        name=name,
+        title="the messenger: web, api and chat on three ports",
+        services=(
+            Service("web", "web", host=host, tls=tls),
+            Service("api", "api", host=host, tls=tls,
+                    cors=cors if cors is not None else CorsPolicy("allowlist", ("web",))),
+            Service("chat", "chat", host=host, tls=tls, origins=chat_origins),
+        ),
+        page=page or Page(),
+    )
