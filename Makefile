@@ -1,0 +1,42 @@
+# Two commands do all set-up: `make lab` and `make test`. Everything else is for developers.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# JupyterLab refuses to run as root without this flag; participants' laptops are not root.
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+.PHONY: lab test setup system lint types bench clean
+
+lab: setup
+	$(PY) -m ipykernel install --sys-prefix --name labkit --display-name "labkit (Python 3)" >/dev/null
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG)
+
+test: setup
+	$(PY) -m pytest
+
+setup: $(VENV)/.installed system
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[lab,test]'
+	touch $@
+
+# System pieces (a browser, certutil, nginx): installed with apt-get as root on Debian, otherwise
+# this stops with the exact command to run.
+system: $(VENV)/.installed
+	$(PY) -m labkit.system --install
+
+lint: setup
+	$(VENV)/bin/ruff check labkit tests bench
+
+types: setup
+	$(VENV)/bin/mypy labkit
+
+bench: setup
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

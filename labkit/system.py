@@ -1,0 +1,124 @@
+"""The system pieces labkit needs beyond Python packages, found without side effects.
+
+``python -m labkit.system --install`` is what ``make lab`` / ``make test`` run: on Debian as root it
+apt-gets what is missing; anywhere else it stops with the exact command to run. ``labkit doctor``
+reuses the same findings.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+#: Debian package for each piece, and whether the lab can run without it (outside CI).
+DEBIAN_PACKAGES = {"chromium": "chromium", "certutil": "libnss3-tools", "nginx": "nginx"}
+BROWSER_NAMES = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
+
+
+@dataclass(frozen=True)
+class Piece:
+    name: str
+    path: str | None
+    required: bool
+    why: str
+
+
+def _is_snap_shim(path: str) -> bool:
+    # Ubuntu's chromium-browser is a shell script that asks to install a snap; Playwright cannot
+    # drive that shim, so it does not count as a browser.
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and b"snap" in head
+
+
+def find_browser() -> str | None:
+    """``$LABKIT_BROWSER``, else a system Chromium/Chrome that is not a snap shim."""
+    env = os.environ.get("LABKIT_BROWSER")
+    if env:
+        return env if os.path.exists(env) else None
+    for name in BROWSER_NAMES:
+        path = shutil.which(name)
+        if path and not _is_snap_shim(path):
+            return path
+    return None
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pieces() -> list[Piece]:
+    ci = in_ci()
+    return [
+        Piece("chromium", find_browser(), True, "the lab's claims are checked in a real browser"),
+        Piece("certutil", shutil.which("certutil"), ci,
+              "trusts the lab CA in a throwaway NSS db; without it the wrong-name lesson is weaker"),
+        Piece("nginx", shutil.which("nginx"), ci, "the nginx reverse-proxy lesson runs real nginx"),
+    ]
+
+
+def is_debian() -> bool:
+    return os.path.exists("/etc/debian_version") and shutil.which("apt-get") is not None
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def install_command(missing: list[str]) -> str:
+    """The exact command a participant runs to get the missing pieces on this kind of machine."""
+    if is_debian():
+        pkgs = " ".join(DEBIAN_PACKAGES[m] for m in missing)
+        return f"sudo apt-get update && sudo apt-get install -y {pkgs}"
+    if platform.system() == "Darwin":
+        parts = []
+        if "chromium" in missing:
+            parts.append("brew install --cask chromium")
+        brew = [p for p in missing if p != "chromium"]
+        if brew:
+            parts.append("brew install " + " ".join("nss" if p == "certutil" else p for p in brew))
+        return " && ".join(parts)
+    if shutil.which("dnf"):
+        names = {"chromium": "chromium", "certutil": "nss-tools", "nginx": "nginx"}
+        return "sudo dnf install -y " + " ".join(names[m] for m in missing)
+    return ("install " + ", ".join(missing) + " with your system's package manager, or set "
+            "LABKIT_BROWSER to the path of a Chromium or Chrome binary")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    install = "--install" in args
+    missing = [p for p in pieces() if p.path is None]
+    if missing and install and is_debian() and is_root():
+        pkgs = [DEBIAN_PACKAGES[p.name] for p in missing]
+        print(f"labkit set-up: installing {' '.join(pkgs)} with apt-get", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", *pkgs], check=True, env=env)
+        missing = [p for p in pieces() if p.path is None]
+    for p in pieces():
+        state = p.path or "missing"
+        print(f"labkit set-up: {p.name:9} {state}")
+    needed = [p for p in missing if p.required]
+    if missing:
+        cmd = install_command([p.name for p in missing])
+        for p in missing:
+            print(f"labkit set-up: {p.name} is missing ({p.why}).", file=sys.stderr)
+        print(f"labkit set-up: run:  {cmd}", file=sys.stderr)
+    if needed:
+        print("labkit set-up: stopping: " + ", ".join(p.name for p in needed)
+              + (" (required in CI)" if in_ci() else "") + " must be installed first.",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
