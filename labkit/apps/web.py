@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -70,7 +70,7 @@ def render_page(config: dict[str, Any]) -> str:
 
 
 def _app_js() -> bytes:
-    return resources.files("labkit").joinpath("static/app.js").read_bytes()
+    return (Path(__file__).parent.parent / "static" / "app.js").read_bytes()
 
 
 def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]]) -> web.Application:

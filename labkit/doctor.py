@@ -1,0 +1,108 @@
+"""``labkit doctor``: is this machine ready for the lab? One line per piece, with the exact fix."""
+
+from __future__ import annotations
+
+import html
+import importlib.metadata as md
+import os
+import platform
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+
+from . import system
+from .pki import LabPKI, default_home
+
+PACKAGES = ("aiohttp", "websockets", "trustme", "playwright", "python-socketio", "jupyterlab",
+            "nbval", "pytest")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok     " if self.ok else "MISSING"
+        fix = f"  -> {self.fix}" if (self.fix and not self.ok) else ""
+        return f"{mark} {self.name:12} {self.detail}{fix}"
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown version"
+
+
+def checks() -> list[Check]:
+    out = [Check("python", True, f"{platform.python_version()} ({platform.system()})")]
+    for pkg in PACKAGES:
+        try:
+            out.append(Check(pkg, True, md.version(pkg)))
+        except md.PackageNotFoundError:
+            out.append(Check(pkg, False, "not installed", "make lab (or pip install -e '.[lab,test]')"))
+    browser = system.find_browser()
+    if browser:
+        out.append(Check("browser", True, f"{browser} — {_version([browser, '--version'])}"))
+    else:
+        out.append(Check("browser", False, "no Chromium or Chrome found",
+                         system.install_command(["chromium"])))
+    certutil = shutil.which("certutil")
+    out.append(Check(
+        "trust", bool(certutil),
+        "lab CA in a throwaway NSS db (certutil): every certificate lesson is exact" if certutil
+        else "certutil missing: falls back to trusting the lab leaf's key (SPKI); the wrong-name "
+             "lesson cannot fail as it should",
+        system.install_command(["certutil"])))
+    nginx = shutil.which("nginx")
+    out.append(Check("nginx", bool(nginx), _version([nginx, "-v"]) if nginx else "not found",
+                     system.install_command(["nginx"])))
+    out.append(_port_check())
+    out.append(_ca_check())
+    return out
+
+
+def _port_check() -> Check:
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return Check("ports", True, f"loopback ports free (e.g. {port})")
+    except OSError as e:
+        return Check("ports", False, f"cannot bind 127.0.0.1: {e}", "check the loopback interface")
+
+
+def _ca_check() -> Check:
+    home = default_home()
+    try:
+        pki = LabPKI(home).ensure()
+    except OSError as e:
+        return Check("lab CA", False, f"{home}: {e}", "set LABKIT_HOME to a writable folder")
+    detail = f"{pki.status}: {pki.ca_pem}"
+    if pki.message and pki.status == "replaced":
+        detail += f" ({pki.message})"
+    return Check("lab CA", True, detail)
+
+
+def report() -> str:
+    return "\n".join(c.line() for c in checks())
+
+
+def html_table(items: list[Check] | None = None) -> str:
+    rows = "".join(
+        f"<tr><td>{'✅' if c.ok else '❌'}</td><td><b>{html.escape(c.name)}</b></td>"
+        f"<td>{html.escape(c.detail)}</td><td><code>{html.escape('' if c.ok else c.fix)}</code></td></tr>"
+        for c in (items if items is not None else checks()))
+    return f"<table>{rows}</table>"
+
+
+def ok(items: list[Check]) -> bool:
+    required = {"python", "browser", "ports", "lab CA", *PACKAGES}
+    if system.in_ci() or os.environ.get("LABKIT_STRICT"):
+        required |= {"trust", "nginx"}
+    return all(c.ok for c in items if c.name in required)
