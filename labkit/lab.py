@@ -24,7 +24,9 @@ from .apps import api as api_app
 from .apps import web as web_app
 from .apps.chat import ChatServer
 from .apps.store import Store
-from .errors import LabNotRunningError, PortInUseError
+from .browser import Browser
+from .errors import LabNotRunningError, PortInUseError, TopologyError
+from .observation import Observation
 from .pki import LabPKI
 from .topology import Service, Topology, messenger
 
@@ -108,6 +110,8 @@ class Lab:
         *,
         ports: dict[str, int] | None = None,
         pki: LabPKI | None = None,
+        browser: Browser | None = None,
+        headless: bool = True,
     ) -> None:
         topo = topology or messenger()
         if ports:
@@ -118,6 +122,10 @@ class Lab:
         self._servers: list[_Server] = []
         self._info: dict[str, ServiceInfo] = {}
         self._state = "stopped"
+        # A browser handed in (the tour's) is shared and outlives this lab; our own one does not.
+        self._browser = browser
+        self._owns_browser = browser is None
+        self._headless = headless
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -148,13 +156,18 @@ class Lab:
         return self
 
     def stop(self) -> None:
-        """Stop every service and free every port; safe to call any number of times."""
+        """Stop every service (and the lab's own browser) and free every port; safe to call any
+        number of times."""
+        if self._owns_browser and self._browser is not None:
+            self._browser.stop()
         if self._state == "stopped":
             return
         runtime.run(self._stop_servers())
         self._forget()
 
     async def astop(self) -> None:
+        if self._owns_browser and self._browser is not None:
+            await self._browser.astop()
         if self._state == "stopped":
             return
         await runtime.arun(self._stop_servers())
@@ -239,6 +252,35 @@ class Lab:
             origins = None if svc.origins is None else self.resolve_origins(svc.origins)
             return ChatServer(svc.name, self.store, origins)
         raise AssertionError(f"unbuildable kind {svc.kind}")  # validate() rejects these
+
+    # -- the browser -----------------------------------------------------------------------------
+    @property
+    def browser(self) -> Browser:
+        """The lab's headless Chromium (started on the first visit, reused after)."""
+        if self._browser is None:
+            self._browser = Browser(self.pki, headless=self._headless)
+        return self._browser
+
+    def _visit_args(self, service: str, path: str) -> tuple[str, dict[str, Any]]:
+        url = self.info(service).origin + path
+        if url.startswith(("ws://", "wss://")):
+            raise TopologyError(f"service '{service}' is a WebSocket server, not a page",
+                                "Visit a web page service such as 'web'.")
+        ports = {i.port: i.name for i in self.services}
+        return url, {"ports": ports, "seen": self.requests}
+
+    def visit(self, service: str = "web", path: str = "/", **kw: Any) -> Observation:
+        """Open ``service``'s page in the real browser and report what it did."""
+        if not self.running:
+            raise LabNotRunningError(f"visit '{service}'")
+        url, args = self._visit_args(service, path)
+        return self.browser.visit(url, **args, **kw)
+
+    async def avisit(self, service: str = "web", path: str = "/", **kw: Any) -> Observation:
+        if not self.running:
+            raise LabNotRunningError(f"visit '{service}'")
+        url, args = self._visit_args(service, path)
+        return await self.browser.avisit(url, **args, **kw)
 
     # -- what a participant asks -----------------------------------------------------------------
     def resolve_origins(self, entries: Sequence[str]) -> list[str]:

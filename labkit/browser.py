@@ -1,0 +1,341 @@
+"""A real headless Chromium, driven by Playwright on labkit's loop, that trusts the lab CA.
+
+Why these choices (see ../shared/BROWSER-FACTS.md):
+- Playwright's *async* API on labkit's own loop: its sync API refuses to run inside Jupyter.
+- Trust through an NSS db in a throwaway HOME (certutil), so a rogue-CA or wrong-name certificate
+  still fails exactly as it would for a participant. The SPKI flag is only a fallback: it cannot
+  show the wrong-name lesson. Never ``ignore_https_errors``.
+- ``*.lab.test`` mapped to 127.0.0.1 with host resolver rules: nothing edits /etc/hosts.
+- One browser reused; a fresh context per visit, so cookies and HSTS never leak between visits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from . import runtime, system
+from .errors import LabError
+from .observation import (
+    ConsoleMessage,
+    FailedRequest,
+    Observation,
+    PageError,
+    SocketEvent,
+    Step,
+)
+from .pki import LabPKI
+
+log = logging.getLogger("labkit.browser")
+
+#: Flags that keep headless Chromium quiet and deterministic on a closed network.
+FLAGS = (
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP *.lab.test 127.0.0.1",
+)
+
+#: Records every WebSocket the page opens — URL, opened, close code and reason, constructor error —
+#: without changing what the socket does (the native object is returned as is).
+_SOCKET_PROBE = """
+(() => {
+  const Native = window.WebSocket;
+  const log = (window.__labkitSockets = []);
+  function LabkitWebSocket(url, protocols) {
+    const rec = { url: String(url), opened: false, code: null, reason: null, error: null };
+    log.push(rec);
+    let ws;
+    try { ws = protocols === undefined ? new Native(url) : new Native(url, protocols); }
+    catch (e) { rec.error = `${e.name}: ${e.message}`; throw e; }
+    rec.url = ws.url;
+    ws.addEventListener("open", () => { rec.opened = true; });
+    ws.addEventListener("close", (ev) => { rec.code = ev.code; rec.reason = ev.reason; });
+    return ws;
+  }
+  LabkitWebSocket.prototype = Native.prototype;
+  for (const k of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) LabkitWebSocket[k] = Native[k];
+  window.WebSocket = LabkitWebSocket;
+})();
+"""
+
+_READ_STEPS = """
+() => Object.fromEntries([...document.querySelectorAll("tr.step")].map(tr => [
+  tr.id.replace(/^step-/, ""),
+  { state: tr.dataset.state, detail: tr.querySelector(".detail").textContent }]))
+"""
+
+
+class BrowserMissingError(LabError):
+    def __str__(self) -> str:
+        cmd = system.install_command(["chromium"])
+        return (f"no Chromium or Chrome was found, and the lab's claims are checked in a real "
+                f"browser. Install one:  {cmd}  (or set LABKIT_BROWSER to its path).")
+
+
+class BrowserStartError(LabError):
+    def __init__(self, executable: str, error: str) -> None:
+        super().__init__(executable, error)
+        self.executable, self.error = executable, error
+
+    def __str__(self) -> str:
+        return (f"Chromium at {self.executable} did not start: {self.error.strip()[:400]}. "
+                f"Run `labkit doctor`; on a machine without a display the browser must be headless.")
+
+
+def spki_hash(cert_pem: bytes) -> str:
+    """base64(sha256(SubjectPublicKeyInfo)) — the form ``--ignore-certificate-errors-spki-list``
+    takes."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    der = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+class Browser:
+    """One headless (or headed) Chromium, started on first use, reused for every visit.
+
+    >>> b = Browser(LabPKI()).start()
+    >>> obs = b.visit("https://localhost:43117/")
+    >>> b.stop()
+    """
+
+    def __init__(self, pki: LabPKI | None = None, *, executable: str | None = None,
+                 headless: bool = True) -> None:
+        self.pki = pki or LabPKI()
+        self.executable = executable
+        self.headless = headless
+        self.trust = "not started"  # "nss" | "spki"
+        self.version = ""
+        self._pw: Any = None
+        self._browser: Any = None
+        self._home: str | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        state = f"Chromium {self.version}, trust: {self.trust}" if self._browser else "not started"
+        return f"<Browser {state}>"
+
+    @property
+    def running(self) -> bool:
+        return self._browser is not None and self._browser.is_connected()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> Browser:
+        runtime.run(self._start())
+        return self
+
+    async def astart(self) -> Browser:
+        await runtime.arun(self._start())
+        return self
+
+    def stop(self) -> None:
+        if self._pw is not None or self._home is not None:
+            runtime.run(self._stop())
+
+    async def astop(self) -> None:
+        await runtime.arun(self._stop())
+
+    async def _start(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.running:
+                return
+            await self._stop_unlocked()
+            try:
+                await self._launch()
+            except BaseException:
+                await self._stop_unlocked()
+                raise
+
+    async def _launch(self) -> None:
+        from playwright.async_api import async_playwright
+
+        executable = self.executable or system.find_browser()
+        self._home = tempfile.mkdtemp(prefix="labkit-browser-")
+        args = list(FLAGS)
+        self.trust = self._setup_trust(Path(self._home), args)
+        env = dict(os.environ, HOME=self._home)
+        self._pw = await async_playwright().start()
+        try:
+            self._browser = await self._pw.chromium.launch(
+                executable_path=executable, headless=self.headless, args=args, env=env,
+                # Root (CI, containers) cannot use Chromium's sandbox; a participant's laptop can.
+                chromium_sandbox=not system.is_root(),
+            )
+        except Exception as e:
+            if executable is None:
+                raise BrowserMissingError() from None
+            raise BrowserStartError(executable, str(e)) from None
+        self.version = self._browser.version
+        log.info("browser up: Chromium %s (%s), trust via %s", self.version, executable, self.trust)
+
+    def _setup_trust(self, home: Path, args: list[str]) -> str:
+        self.pki.ensure()
+        certutil = shutil.which("certutil")
+        if certutil:
+            db = home / ".pki" / "nssdb"
+            db.mkdir(parents=True)
+            run = lambda *a: subprocess.run([certutil, "-d", f"sql:{db}", *a],  # noqa: E731
+                                            check=True, capture_output=True, timeout=30)
+            run("-N", "--empty-password")
+            run("-A", "-t", "C,,", "-n", "labkit lab CA", "-i", str(self.pki.ca_pem))
+            return "nss"
+        # Fallback: trust the lab leaves' keys. Weaker: a lab key under a wrong name is accepted.
+        log.warning("certutil not found: trusting lab certificates by key (SPKI); the wrong-name "
+                    "lesson cannot fail as it should. Install: %s",
+                    system.install_command(["certutil"]))
+        hashes = [spki_hash(self.pki.cert(k).cert.read_bytes()) for k in ("lab", "wrong-name")]
+        args.append("--ignore-certificate-errors-spki-list=" + ",".join(hashes))
+        return "spki"
+
+    async def _stop(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            await self._stop_unlocked()
+
+    async def _stop_unlocked(self) -> None:
+        browser, pw, home = self._browser, self._pw, self._home
+        self._browser = self._pw = self._home = None
+        if browser is not None:
+            try:
+                await asyncio.wait_for(browser.close(), 10)
+            except Exception:  # a crashed browser is already gone; the driver cleans up below
+                pass
+        if pw is not None:
+            try:
+                await asyncio.wait_for(pw.stop(), 10)
+            except Exception:
+                pass
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
+
+    # -- visits ----------------------------------------------------------------------------------
+    def visit(self, url: str, **kw: Any) -> Observation:
+        return runtime.run(self._visit(url, **kw))
+
+    async def avisit(self, url: str, **kw: Any) -> Observation:
+        return await runtime.arun(self._visit(url, **kw))
+
+    async def _visit(
+        self,
+        url: str,
+        *,
+        ports: dict[int, str] | None = None,
+        seen: Any = None,
+        timeout: float = 10.0,
+        screenshot: bool = True,
+        context_setup: Any = None,
+    ) -> Observation:
+        """Load ``url`` in a fresh context, wait for the page to finish its steps, report.
+
+        ``seen`` is a callable returning the servers' request log (to keep the part made during
+        this visit); ``context_setup`` an async callable given the context before the visit.
+        """
+        if not self.running:
+            await self._start()
+        started = time.perf_counter()
+        before = len(seen()) if seen else 0
+        context = await self._browser.new_context(viewport={"width": 680, "height": 420})
+        console: list[ConsoleMessage] = []
+        page_errors: list[PageError] = []
+        failed: list[FailedRequest] = []
+        sources: dict[str, str] = {}
+        nav_error: str | None = None
+        status: int | None = None
+        redirects: list[str] = []
+        try:
+            if context_setup is not None:
+                await context_setup(context)
+            await context.add_init_script(_SOCKET_PROBE)
+            page = await context.new_page()
+            cdp = await context.new_cdp_session(page)
+            cdp.on("Log.entryAdded", lambda e: sources.setdefault(e["entry"]["text"],
+                                                                  e["entry"]["source"]))
+            await cdp.send("Log.enable")
+            page.on("console", lambda m: console.append(ConsoleMessage(m.type, m.text)))
+            page.on("pageerror", lambda e: page_errors.append(PageError(e.name, e.message)))
+            page.on("requestfailed", lambda r: failed.append(
+                FailedRequest(r.url, r.failure or "")))
+            try:
+                resp = await page.goto(url, timeout=timeout * 1000)
+                if resp is not None:
+                    status = resp.status
+                    req = resp.request.redirected_from
+                    while req is not None:
+                        redirects.insert(0, req.url)
+                        req = req.redirected_from
+                await page.wait_for_function(
+                    "document.documentElement.dataset.done === 'true'", timeout=timeout * 1000)
+            except Exception as e:  # navigation failures are observations, not crashes
+                nav_error = _nav_error(str(e))
+            steps_raw = await _safe_eval(page, _READ_STEPS, {})
+            sockets_raw = await _safe_eval(page, "() => window.__labkitSockets || []", [])
+            # Let the last console messages (they arrive asynchronously) land.
+            await asyncio.sleep(0.05)
+            shot = await page.screenshot() if screenshot else b""
+            final_url = page.url
+        finally:
+            await context.close()
+        console = [ConsoleMessage(m.type, m.text, sources.get(m.text, _guess_source(m)))
+                   for m in console]
+        sockets = [SocketEvent(s["url"], bool(s["opened"]), s["code"], s["reason"],
+                               s["error"] or _socket_error(s["url"], console))
+                   for s in sockets_raw]
+        return Observation(
+            url=url, final_url=final_url, redirects=redirects, navigation_error=nav_error,
+            status=status,
+            steps={k: Step(v["state"], v["detail"]) for k, v in steps_raw.items()},
+            console=console, page_errors=page_errors, failed_requests=failed, sockets=sockets,
+            seen=list(seen()[before:]) if seen else [], browser_version=self.version,
+            screenshot=shot, ports=dict(ports or {}),
+            seconds=time.perf_counter() - started,
+        )
+
+
+async def _safe_eval(page: Any, script: str, default: Any) -> Any:
+    try:
+        return await page.evaluate(script)
+    except Exception:  # an error page (certificate interstitial) has none of our DOM
+        return default
+
+
+def _nav_error(message: str) -> str:
+    # Playwright: "Page.goto: net::ERR_CERT_AUTHORITY_INVALID at https://…\nCall log: …"
+    first = message.splitlines()[0] if message else message
+    for token in first.split():
+        if token.startswith("net::"):
+            return token
+    if "Timeout" in first:
+        return "timeout: the page did not finish its steps"
+    return first
+
+
+def _guess_source(m: ConsoleMessage) -> str:
+    return "console-api" if m.type in ("log", "info", "debug") else "javascript"
+
+
+def _socket_error(url: str, console: Iterable[ConsoleMessage]) -> str | None:
+    prefix = f"WebSocket connection to '{url}' failed: "
+    for m in console:
+        if m.text.startswith(prefix):
+            return m.text[len(prefix):]
+    return None

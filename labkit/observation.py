@@ -1,0 +1,203 @@
+"""What a real browser did on one visit, and the verdict read from it (no I/O here).
+
+The verdict is read from what the browser *said* — console, page errors, failed navigations, the
+page's step states — never from what a scenario expected; tests then compare the two.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ConsoleMessage:
+    type: str
+    text: str
+    source: str = ""  # CDP Log source: "security", "network", "javascript", "console-api", ...
+
+
+@dataclass(frozen=True)
+class PageError:
+    name: str
+    message: str
+
+
+@dataclass(frozen=True)
+class FailedRequest:
+    url: str
+    failure: str
+
+
+@dataclass(frozen=True)
+class SocketEvent:
+    url: str
+    opened: bool
+    close_code: int | None
+    close_reason: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    state: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: str  # "allowed" | "blocked"
+    reason: str | None  # one of policy.REASONS when blocked
+    evidence: str = ""  # the browser's own words that decided it
+
+    def __str__(self) -> str:
+        return self.outcome if self.reason is None else f"{self.outcome} ({self.reason})"
+
+
+#: Console lines that say nothing about the lesson and vary between machines.
+NOISE = (
+    re.compile(r"favicon\.ico"),
+    re.compile(r"^\[DOM\]"),
+    re.compile(r"DevTools"),
+    re.compile(r"Third-party cookie"),
+)
+
+
+@dataclass
+class Observation:
+    url: str
+    final_url: str
+    redirects: list[str]
+    navigation_error: str | None
+    status: int | None
+    steps: dict[str, Step]
+    console: list[ConsoleMessage]
+    page_errors: list[PageError]
+    failed_requests: list[FailedRequest]
+    sockets: list[SocketEvent]
+    seen: list[dict[str, Any]]
+    browser_version: str
+    screenshot: bytes = field(repr=False, default=b"")
+    #: port -> service name, for :meth:`normalized`.
+    ports: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def verdict(self, decisive: Iterable[str] | None = None) -> Verdict:
+        return classify(self, decisive)
+
+    def messages(self) -> list[str]:
+        """Console lines, normalized and noise-free, sorted (event order can vary)."""
+        return sorted(
+            f"{m.type}: {normalize_text(m.text, self.ports)}"
+            for m in self.console
+            if not any(p.search(m.text) for p in NOISE)
+        )
+
+    def normalized(self) -> dict[str, Any]:
+        """The observation with ports replaced by service names and noise dropped, so two runs of
+        the same visit compare equal."""
+        n = lambda s: normalize_text(s, self.ports) if s else s  # noqa: E731
+        return {
+            "url": n(self.url),
+            "final_url": n(self.final_url),
+            "redirects": [n(r) for r in self.redirects],
+            "navigation_error": self.navigation_error,
+            "status": self.status,
+            "steps": {k: {"state": v.state, "detail": n(v.detail)} for k, v in self.steps.items()},
+            "console": self.messages(),
+            "page_errors": sorted(f"{e.name}: {n(e.message)}" for e in self.page_errors),
+            "failed_requests": sorted(f"{n(r.url)} {r.failure}" for r in self.failed_requests
+                                      if not any(p.search(r.url) for p in NOISE)),
+            "sockets": sorted((n(s.url), s.opened, s.close_code, n(s.error) if s.error else None)
+                              for s in self.sockets),
+            "seen": sorted(
+                (d["service"], d["kind"], d["method"], n(d["path"]), n(d["origin"] or "-"),
+                 d["sec_fetch_site"] or "-", d["status"] or 0) for d in self.seen),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("screenshot")
+        d["verdict"] = str(self.verdict())
+        return d
+
+    def _repr_html_(self) -> str:
+        from .display import observation_html
+
+        return observation_html(self)
+
+    def __repr__(self) -> str:
+        steps = ", ".join(f"{k}={v.state}" for k, v in self.steps.items())
+        return f"<Observation {self.final_url} {self.verdict()} steps: {steps or '-'}>"
+
+
+_PORT = re.compile(r":(\d{2,5})\b")
+
+
+def normalize_text(text: str, ports: dict[int, str]) -> str:
+    """Replace each known port with its service name (``:<web>``), any other with ``:<PORT>``."""
+
+    def sub(m: re.Match[str]) -> str:
+        port = int(m.group(1))
+        return f":<{ports[port]}>" if port in ports else ":<PORT>"
+
+    return _PORT.sub(sub, text)
+
+
+# -- the classifier ------------------------------------------------------------------------------
+# Order matters: certificate and TLS failures explain a later "failed to fetch"; mixed content is
+# decided before any network traffic; CORS messages are the most specific last.
+_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("cert-authority", re.compile(r"ERR_CERT_AUTHORITY_INVALID")),
+    ("cert-name", re.compile(r"ERR_CERT_COMMON_NAME_INVALID")),
+    ("tls-handshake", re.compile(r"ERR_SSL_PROTOCOL_ERROR|ERR_SSL_VERSION_OR_CIPHER|"
+                                 r"ERR_CONNECTION_CLOSED|ERR_EMPTY_RESPONSE|"
+                                 r"ERR_SSL_[A-Z_]+|wrong version number")),
+    ("mixed-content", re.compile(r"^Mixed Content:|insecure WebSocket connection may not be "
+                                 r"initiated")),
+    ("origin-rejected", re.compile(r"WebSocket connection to .* failed: Error during WebSocket "
+                                   r"handshake: Unexpected response code: 403")),
+    ("cors-credentials", re.compile(r"blocked by CORS policy: .*(credentials mode is 'include'|"
+                                    r"Access-Control-Allow-Credentials)")),
+    ("cors-preflight", re.compile(r"blocked by CORS policy: Response to preflight request")),
+    ("cors", re.compile(r"blocked by CORS policy")),
+)
+
+
+def _evidence(obs: Observation) -> list[str]:
+    texts = [m.text for m in obs.console]
+    texts += [f"{e.name}: {e.message}" for e in obs.page_errors]
+    if obs.navigation_error:
+        texts.append(obs.navigation_error)
+    texts += [s.error for s in obs.sockets if s.error]
+    return texts
+
+
+def classify(obs: Observation, decisive: Iterable[str] | None = None) -> Verdict:
+    """``allowed``, or ``blocked`` with the reason the browser gave.
+
+    ``decisive`` names the page steps that carry the lesson (default: all of them). A navigation
+    that failed, or any decisive step the page reports ``blocked``/``error``, is a block; its
+    reason is the first browser message that matches a known rule.
+    """
+    names = list(decisive) if decisive is not None else list(obs.steps)
+    states = [obs.steps[n].state for n in names if n in obs.steps]
+    missing = [n for n in names if n not in obs.steps]
+    blocked = (
+        obs.navigation_error is not None
+        or bool(missing)
+        or any(s in ("blocked", "error") for s in states)
+        or (not states and bool(names))
+    )
+    if not blocked:
+        return Verdict("allowed", None)
+    evidence = _evidence(obs)
+    for reason, pattern in _RULES:
+        for text in evidence:
+            if pattern.search(text):
+                return Verdict("blocked", reason, normalize_text(text, obs.ports))
+    detail = obs.navigation_error or "; ".join(
+        f"{n}: {obs.steps[n].detail}" for n in names if n in obs.steps)
+    return Verdict("blocked", None, detail)
