@@ -244,16 +244,19 @@ class Browser:
         timeout: float = 10.0,
         screenshot: bool = True,
         context_setup: Any = None,
+        before: Iterable[str] = (),
     ) -> Observation:
         """Load ``url`` in a fresh context, wait for the page to finish its steps, report.
 
         ``seen`` is a callable returning the servers' request log (to keep the part made during
-        this visit); ``context_setup`` an async callable given the context before the visit.
+        this visit); ``context_setup`` an async callable given the context before the visit;
+        ``before`` pages visited first in the same context (a victim logging in before an
+        attacker's page is opened), whose step states are kept in ``Observation.before``.
         """
         if not self.running:
             await self._start()
         started = time.perf_counter()
-        before = len(seen()) if seen else 0
+        seen_from = len(seen()) if seen else 0
         context = await self._browser.new_context(viewport={"width": 680, "height": 420})
         console: list[ConsoleMessage] = []
         page_errors: list[PageError] = []
@@ -262,10 +265,13 @@ class Browser:
         nav_error: str | None = None
         status: int | None = None
         redirects: list[str] = []
+        prior: list[dict[str, Step]] = []
         try:
             if context_setup is not None:
                 await context_setup(context)
             await context.add_init_script(_SOCKET_PROBE)
+            for earlier in before:
+                prior.append(await _run_page(context, earlier, timeout))
             page = await context.new_page()
             cdp = await context.new_cdp_session(page)
             cdp.on("Log.entryAdded", lambda e: sources.setdefault(e["entry"]["text"],
@@ -305,10 +311,22 @@ class Browser:
             status=status,
             steps={k: Step(v["state"], v["detail"]) for k, v in steps_raw.items()},
             console=console, page_errors=page_errors, failed_requests=failed, sockets=sockets,
-            seen=list(seen()[before:]) if seen else [], browser_version=self.version,
-            screenshot=shot, ports=dict(ports or {}),
+            seen=list(seen()[seen_from:]) if seen else [], browser_version=self.version,
+            screenshot=shot, ports=dict(ports or {}), before=prior,
             seconds=time.perf_counter() - started,
         )
+
+
+async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:
+    page = await context.new_page()
+    try:
+        await page.goto(url, timeout=timeout * 1000)
+        await page.wait_for_function("document.documentElement.dataset.done === 'true'",
+                                     timeout=timeout * 1000)
+        raw = await _safe_eval(page, _READ_STEPS, {})
+        return {k: Step(v["state"], v["detail"]) for k, v in raw.items()}
+    finally:
+        await page.close()
 
 
 async def _safe_eval(page: Any, script: str, default: Any) -> Any:

@@ -93,3 +93,15 @@ class LabNotRunningError(LabError):
 
     def __str__(self) -> str:
         return f"cannot {self.action}: the lab is not running. Call lab.start() first."
+
+
+@dataclass
+class AssetMissingError(LabError):
+    path: str
+
+    def __str__(self) -> str:
+        return (
+            f"the socket.io browser client is missing ({self.path}). It comes from the npm "
+            f"registry at set-up: run `make lab` (or `npm ci` in the labkit folder). If npm itself "
+            f"is missing: sudo apt-get install -y npm (Debian/Ubuntu) or install Node.js."
+        )

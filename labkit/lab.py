@@ -21,14 +21,16 @@ from aiohttp import web
 
 from . import logs, runtime
 from .apps import api as api_app
+from .apps import sio as sio_app
 from .apps import web as web_app
+from .apps.web import check_socketio_client
 from .apps.chat import ChatServer
 from .apps.store import Store
 from .browser import Browser
 from .errors import LabNotRunningError, PortInUseError, TopologyError
 from .observation import Observation
 from .pki import LabPKI
-from .topology import Service, Topology, messenger
+from .topology import PAGE_KINDS, Service, Topology, messenger
 
 #: How long a stopping aiohttp server waits for in-flight requests (browsers keep connections open).
 SHUTDOWN_TIMEOUT = 0.5
@@ -243,8 +245,14 @@ class Lab:
                 logs.logging.getLogger("labkit.lab").exception("error while stopping a server")
 
     def _build(self, svc: Service) -> _Server:
-        if svc.kind in ("web", "evil"):
-            return _AiohttpServer(web_app.make_app(svc.name, self.store, self.page_config))
+        if svc.kind in PAGE_KINDS:
+            if self.topology.page_for(svc.name).sio:
+                check_socketio_client()  # fail at start, with the fix, not in the browser later
+            return _AiohttpServer(web_app.make_app(
+                svc.name, self.store, lambda: self.page_config(svc.name)))
+        if svc.kind == "socketio":
+            origins = None if svc.origins is None else self.resolve_origins(svc.origins)
+            return _AiohttpServer(sio_app.make_app(svc.name, self.store, origins))
         if svc.kind == "api":
             allowed = self.resolve_origins(svc.cors.origins)
             return _AiohttpServer(api_app.make_app(svc.name, self.store, svc.cors, allowed))
@@ -261,25 +269,34 @@ class Lab:
             self._browser = Browser(self.pki, headless=self._headless)
         return self._browser
 
-    def _visit_args(self, service: str, path: str) -> tuple[str, dict[str, Any]]:
-        url = self.info(service).origin + path
-        if url.startswith(("ws://", "wss://")):
-            raise TopologyError(f"service '{service}' is a WebSocket server, not a page",
-                                "Visit a web page service such as 'web'.")
+    def _visit_args(self, service: str, path: str, before: Sequence[str] = ()
+                    ) -> tuple[str, dict[str, Any]]:
+        url = self.page_url(service, path)
         ports = {i.port: i.name for i in self.services}
-        return url, {"ports": ports, "seen": self.requests}
+        return url, {"ports": ports, "seen": self.requests,
+                     "before": [self.page_url(b) for b in before]}
 
-    def visit(self, service: str = "web", path: str = "/", **kw: Any) -> Observation:
-        """Open ``service``'s page in the real browser and report what it did."""
+    def page_url(self, service: str, path: str = "/") -> str:
+        url = self.info(service).origin + path
+        if self.topology.service(service).kind not in PAGE_KINDS:
+            raise TopologyError(f"service '{service}' serves no page",
+                                "Visit a page service such as 'web' or 'evil'.")
+        return url
+
+    def visit(self, service: str = "web", path: str = "/", *, before: Sequence[str] = (),
+              **kw: Any) -> Observation:
+        """Open ``service``'s page in the real browser and report what it did. ``before``: page
+        services visited first in the same browser context (the victim, before the attacker)."""
         if not self.running:
             raise LabNotRunningError(f"visit '{service}'")
-        url, args = self._visit_args(service, path)
+        url, args = self._visit_args(service, path, before)
         return self.browser.visit(url, **args, **kw)
 
-    async def avisit(self, service: str = "web", path: str = "/", **kw: Any) -> Observation:
+    async def avisit(self, service: str = "web", path: str = "/", *,
+                     before: Sequence[str] = (), **kw: Any) -> Observation:
         if not self.running:
             raise LabNotRunningError(f"visit '{service}'")
-        url, args = self._visit_args(service, path)
+        url, args = self._visit_args(service, path, before)
         return await self.browser.avisit(url, **args, **kw)
 
     # -- what a participant asks -----------------------------------------------------------------
@@ -294,18 +311,22 @@ class Lab:
                 out.append(f"{'https' if info.tls else 'http'}://{_url_host(info.host)}:{info.port}")
         return out
 
-    def page_config(self) -> dict[str, Any]:
-        """What the chat page is told: where the API and chat are, and which steps to run."""
-        p = self.topology.page
+    def page_config(self, service: str = "web") -> dict[str, Any]:
+        """What the page served by ``service`` is told: where the API and chat are, which steps."""
+        p = self.topology.page_for(service)
         api = self.origin(p.api) if p.api else None
         ws = None
         if p.ws:
             info = self.info(p.ws)
             scheme = p.ws_scheme or info.scheme
             ws = f"{scheme}://{_url_host(info.host)}:{info.port}{p.ws_path}"
+        title = self.topology.title or f"labkit messenger — {self.topology.name}"
+        if self.topology.service(service).kind == "evil":
+            title = f"{self.info(service).host} — a harmless-looking page"
         return {
-            "title": self.topology.title or f"labkit messenger — {self.topology.name}",
+            "title": title,
             "api": api, "ws": ws, "steps": list(p.steps), "credentials": p.credentials,
+            "sio": self.origin(p.sio) if p.sio else None,
             "user": p.user, "room": p.room, "message": f"hello from {p.user}",
         }
 

@@ -83,6 +83,8 @@ class Observation:
     #: port -> service name, for :meth:`normalized`.
     ports: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Step states of pages visited first in the same browser context (e.g. the victim's page).
+    before: list[dict[str, Step]] = field(default_factory=list)
 
     def verdict(self, decisive: Iterable[str] | None = None) -> Verdict:
         return classify(self, decisive)
@@ -106,6 +108,8 @@ class Observation:
             "navigation_error": self.navigation_error,
             "status": self.status,
             "steps": {k: {"state": v.state, "detail": n(v.detail)} for k, v in self.steps.items()},
+            "before": [{k: {"state": v.state, "detail": n(v.detail)} for k, v in b.items()}
+                       for b in self.before],
             "console": self.messages(),
             "page_errors": sorted(f"{e.name}: {n(e.message)}" for e in self.page_errors),
             "failed_requests": sorted(f"{n(r.url)} {r.failure}" for r in self.failed_requests
@@ -134,6 +138,8 @@ class Observation:
 
 
 _PORT = re.compile(r":(\d{2,5})\b")
+#: socket.io's cache-buster and session ids differ on every request.
+_VOLATILE = re.compile(r"([?&](?:t|sid)=)[^&'\s]+")
 
 
 def normalize_text(text: str, ports: dict[int, str]) -> str:
@@ -143,7 +149,7 @@ def normalize_text(text: str, ports: dict[int, str]) -> str:
         port = int(m.group(1))
         return f":<{ports[port]}>" if port in ports else ":<PORT>"
 
-    return _PORT.sub(sub, text)
+    return _VOLATILE.sub(r"\1<ID>", _PORT.sub(sub, text))
 
 
 # -- the classifier ------------------------------------------------------------------------------
@@ -189,7 +195,6 @@ def classify(obs: Observation, decisive: Iterable[str] | None = None) -> Verdict
         obs.navigation_error is not None
         or bool(missing)
         or any(s in ("blocked", "error") for s in states)
-        or (not states and bool(names))
     )
     if not blocked:
         return Verdict("allowed", None)

@@ -26,22 +26,77 @@ class Scenario:
     decisive: tuple[str, ...] = ()
     #: Which service's page the browser visits.
     visit: str = "web"
+    #: Pages visited first in the same browser context (the victim, before the attacker's page).
+    before: tuple[str, ...] = ()
+    #: Who makes the requests: "browser", or "python" for server-to-server calls.
+    client: str = "browser"
+    #: For cors-simple-post: the API's counter must show the blocked request was executed.
+    side_effect: bool = False
+    #: Steps of the ``before`` pages that must be ok (the real page keeps working).
+    before_ok: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<Scenario {self.name}: {self.expected}{f' ({self.reason})' if self.reason else ''}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        exp = self.expected + (f" ({self.reason})" if self.reason else "")
+        return (f"<b>{html.escape(self.name)}</b> — expected <b>{html.escape(exp)}</b>"
+                f"<br><i>{html.escape(self.rule)}</i><br>{html.escape(self.explanation)}")
 
 
-def _cors(name: str, cors: CorsPolicy, steps: tuple[str, ...], credentials: str = "omit") -> Topology:
-    return Topology(
-        name=name,
-        title=f"labkit messenger — {name}",
-        services=(
-            Service("web", "web"),
-            Service("api", "api", cors=cors),
-            Service("chat", "chat"),
-        ),
-        page=Page(ws=None, steps=steps, credentials=credentials),
+# -- topology builders: hosts are localhost for the CORS family, *.lab.test where names matter --
+def _trio(name: str, *, page: Page, cors: CorsPolicy | None = None, web_host: str = "localhost",
+          api: Service | None = None, chat: Service | None = None,
+          extra: tuple[Service, ...] = ()) -> Topology:
+    services = [Service("web", "web", host=web_host)]
+    if api is not None or cors is not None:
+        services.append(api or Service("api", "api", cors=cors or CorsPolicy()))
+    if chat is not None:
+        services.append(chat)
+    return Topology(name=name, title=f"labkit messenger — {name}",
+                    services=tuple(services) + extra, page=page)
+
+
+def _cors(name: str, cors: CorsPolicy, steps: tuple[str, ...], credentials: str = "omit"
+          ) -> Topology:
+    return _trio(name, cors=cors, page=Page(ws=None, steps=steps, credentials=credentials))
+
+
+_WEB = ("web",)
+_ALLOW_WEB = CorsPolicy("allowlist", _WEB)
+
+
+def _ws(name: str, chat: Service, ws_scheme: str | None = None, web_host: str = "app.lab.test"
+        ) -> Topology:
+    return _trio(name, web_host=web_host, chat=chat,
+                 page=Page(api=None, ws="chat", ws_scheme=ws_scheme, steps=("socket", "chat")))
+
+
+def _hijack(name: str, origins: tuple[str, ...] | None) -> Topology:
+    # The victim's session cookie comes from a real login on the real page (the API must allow
+    # credentials for the page to store it). It is scoped to lab.test, and evil.lab.test is the
+    # same *site* as ws.lab.test, so SameSite=Lax does not keep it off the attacker's handshake.
+    return _trio(
+        name,
+        web_host="app.lab.test",
+        api=Service("api", "api", host="api.lab.test",
+                    cors=CorsPolicy("allowlist", _WEB, credentials=True)),
+        chat=Service("chat", "chat", host="ws.lab.test", origins=origins),
+        extra=(Service("evil", "evil", host="evil.lab.test",
+                       page=Page(api=None, ws="chat", steps=("steal",))),),
+        page=Page(steps=("login", "socket", "chat"), credentials="include"),
     )
 
 
+def _sio(name: str, origins: tuple[str, ...] | None) -> Topology:
+    return _trio(name, extra=(Service("sio", "socketio", origins=origins),),
+                 page=Page(api=None, ws=None, sio="sio", steps=("sio",)))
+
+
 _CATALOGUE: tuple[Scenario, ...] = (
+    # -- CORS across ports ---------------------------------------------------------------------
     Scenario(
         "cors-port-mismatch",
         _cors("cors-port-mismatch", CorsPolicy("none"), ("hello",)),
@@ -53,11 +108,172 @@ _CATALOGUE: tuple[Scenario, ...] = (
     ),
     Scenario(
         "cors-allow-origin",
-        _cors("cors-allow-origin", CorsPolicy("allowlist", ("web",)), ("hello",)),
+        _cors("cors-allow-origin", _ALLOW_WEB, ("hello",)),
         "allowed", None, "ACAO matches origin",
         "The API now answers with Access-Control-Allow-Origin set to the page's exact origin. "
         "The browser compares it with the page's origin and lets the page read the answer.",
         decisive=("hello",),
+    ),
+    Scenario(
+        "cors-preflight",
+        _cors("cors-preflight", CorsPolicy("allowlist", _WEB, preflight=False), ("login",)),
+        "blocked", "cors-preflight", "non-simple request needs a successful OPTIONS",
+        "A JSON POST is not a 'simple' request, so the browser first sends an OPTIONS preflight "
+        "asking permission. The API allow-lists the origin on GET and POST but answers OPTIONS "
+        "with 405, so the POST is never sent.",
+        decisive=("login",),
+    ),
+    Scenario(
+        "cors-preflight-fixed",
+        _cors("cors-preflight-fixed", _ALLOW_WEB, ("login",)),
+        "allowed", None, "preflight passes",
+        "The API answers the preflight with 204, the page's origin, the allowed methods and the "
+        "content-type header. The browser then sends the real POST and lets the page read it.",
+        decisive=("login",),
+    ),
+    Scenario(
+        "cors-credentials-wildcard",
+        _cors("cors-credentials-wildcard", CorsPolicy("wildcard", credentials=True), ("hello",),
+              credentials="include"),
+        "blocked", "cors-credentials", "wildcard forbidden with credentials",
+        "With credentials: 'include' the browser sends cookies, so a wildcard "
+        "Access-Control-Allow-Origin: * would let any site read the user's data. The browser "
+        "refuses: with credentials the server must name the exact origin.",
+        decisive=("hello",),
+    ),
+    Scenario(
+        "cors-credentials-allowlist",
+        _cors("cors-credentials-allowlist", CorsPolicy("allowlist", _WEB, credentials=True),
+              ("hello",), credentials="include"),
+        "allowed", None, "exact origin + Access-Control-Allow-Credentials: true",
+        "The API names the page's exact origin and sends Access-Control-Allow-Credentials: true. "
+        "That is the only form the browser accepts for requests that carry cookies.",
+        decisive=("hello",),
+    ),
+    Scenario(
+        "cors-simple-post",
+        _cors("cors-simple-post", CorsPolicy("none"), ("post-text",)),
+        "blocked", "cors", "CORS protects the reader, not the server",
+        "A text/plain POST is a 'simple' request: the browser sends it without asking first and "
+        "only hides the answer. The API's counter still went up — CORS is no protection for "
+        "state-changing endpoints.",
+        decisive=("post-text",), side_effect=True,
+    ),
+    Scenario(
+        "server-to-server",
+        _trio("server-to-server", cors=CorsPolicy("none"), chat=Service("chat", "chat"),
+              page=Page(steps=("hello", "socket"))),
+        "allowed", None, "CORS is enforced by browsers only",
+        "A Python client calls the same API and chat ports with no CORS headers anywhere and "
+        "gets every answer. CORS is a browser rule that protects users, not a server firewall.",
+        decisive=("hello", "socket"), client="python",
+    ),
+    # -- WebSocket across ports: no CORS, so Origin is the server's job --------------------------
+    Scenario(
+        "ws-cross-port",
+        _trio("ws-cross-port", chat=Service("chat", "chat"),
+              page=Page(api=None, steps=("socket", "chat"))),
+        "allowed", None, "WebSocket handshakes are not CORS-checked; Origin is sent",
+        "The page on port A opens wss://localhost:C with no CORS headers anywhere, and it works. "
+        "The browser only sends an Origin header; checking it is up to the chat server.",
+        decisive=("socket", "chat"),
+    ),
+    Scenario(
+        "ws-hijack",
+        _hijack("ws-hijack", None),
+        "allowed", None, "server must check Origin (RFC 6455 §10.2)",
+        "The victim logged in on the real page; later a page on https://evil.lab.test opens the "
+        "chat socket, the browser attaches the victim's session cookie, and the attacker reads "
+        "the history as the victim. No CORS rule applies: the server accepted any Origin.",
+        decisive=("steal",), visit="evil", before=("web",), before_ok=("login", "chat"),
+    ),
+    Scenario(
+        "ws-origin-allowlist",
+        _hijack("ws-origin-allowlist", _WEB),
+        "blocked", "origin-rejected", "Origin allow-list",
+        "The chat server now accepts only handshakes whose Origin is the real page's origin. "
+        "The evil page is refused with 403 while the real page still chats.",
+        decisive=("steal",), visit="evil", before=("web",), before_ok=("login", "chat"),
+    ),
+    # -- ws:// from an https page: mixed content -------------------------------------------------
+    Scenario(
+        "mixed-content-ws",
+        _ws("mixed-content-ws", Service("chat", "chat", host="ws.lab.test", tls=False)),
+        "blocked", "mixed-content", "mixed content: ws:// from https",
+        "The page was loaded over HTTPS, so the browser refuses to open an unencrypted ws:// "
+        "socket to ws.lab.test — the socket is never even created. The fix is wss://.",
+        decisive=("socket",),
+    ),
+    Scenario(
+        "mixed-content-localhost",
+        _ws("mixed-content-localhost", Service("chat", "chat", host="localhost", tls=False)),
+        "allowed", None,
+        "localhost is potentially trustworthy (why it worked in development)",
+        "The same ws:// socket to localhost is allowed: loopback addresses are 'potentially "
+        "trustworthy', so mixed-content blocking exempts them. That is why it worked on the "
+        "developer's machine and broke once deployed.",
+        decisive=("socket", "chat"),
+    ),
+    Scenario(
+        "mixed-content-api",
+        _trio("mixed-content-api", web_host="app.lab.test",
+              api=Service("api", "api", host="api.lab.test", tls=False, cors=_ALLOW_WEB),
+              page=Page(ws=None, steps=("hello",))),
+        "blocked", "mixed-content", "mixed content: http from https",
+        "The https page fetches http://api.lab.test. The browser blocks the insecure request "
+        "before it leaves, even though the API would allow the origin.",
+        decisive=("hello",),
+    ),
+    # -- wss:// needs a certificate the browser trusts, for the right name --------------------
+    Scenario(
+        "wss-trusted",
+        _ws("wss-trusted", Service("chat", "chat", host="ws.lab.test")),
+        "allowed", None, "TLS with a trusted cert",
+        "The chat server presents a certificate for ws.lab.test signed by the lab CA, which this "
+        "browser trusts. The TLS handshake succeeds and the socket opens.",
+        decisive=("socket", "chat"),
+    ),
+    Scenario(
+        "wss-untrusted-cert",
+        _ws("wss-untrusted-cert", Service("chat", "chat", host="ws.lab.test", cert="rogue")),
+        "blocked", "cert-authority", "ERR_CERT_AUTHORITY_INVALID",
+        "The chat server's certificate names ws.lab.test but was signed by a CA the browser does "
+        "not trust. A page cannot click through a certificate warning for a WebSocket: it fails.",
+        decisive=("socket",),
+    ),
+    Scenario(
+        "wss-name-mismatch",
+        _ws("wss-name-mismatch", Service("chat", "chat", host="ws.lab.test", cert="wrong-name")),
+        "blocked", "cert-name", "ERR_CERT_COMMON_NAME_INVALID",
+        "The certificate comes from the trusted lab CA but is for wrong.lab.test, not "
+        "ws.lab.test. Trust is per name: the browser refuses the handshake.",
+        decisive=("socket",),
+    ),
+    Scenario(
+        "wss-to-plain-server",
+        _ws("wss-to-plain-server", Service("chat", "chat", host="ws.lab.test", tls=False),
+            ws_scheme="wss"),
+        "blocked", "tls-handshake", "one side without a certificate: no TLS handshake",
+        "The page asks for wss:// but the chat port speaks plain HTTP, so the TLS handshake "
+        "fails. Every port that the page reaches over TLS needs its own certificate.",
+        decisive=("socket",),
+    ),
+    # -- socket.io: polling is XHR, so CORS applies -------------------------------------------
+    Scenario(
+        "socketio-polling-cors",
+        _sio("socketio-polling-cors", None),
+        "blocked", "cors", "polling is XHR: CORS applies",
+        "socket.io's client starts with HTTP long-polling, which is XHR, so CORS applies to it. "
+        "python-socketio accepts only its own origin by default, and the browser blocks the poll.",
+        decisive=("sio",),
+    ),
+    Scenario(
+        "socketio-fixed",
+        _sio("socketio-fixed", _WEB),
+        "allowed", None, "CORS on the polling transport",
+        "With cors_allowed_origins set to the page's origin, the polling requests carry the right "
+        "Access-Control-Allow-Origin header. The client connects and then upgrades to WebSocket.",
+        decisive=("sio",),
     ),
 )
 

@@ -12,10 +12,31 @@ from .apps.cors import CorsPolicy
 from .errors import TopologyError
 from .policy import check_lab_host, parse_origin
 
-KINDS = ("web", "api", "chat", "evil")
+KINDS = ("web", "api", "chat", "evil", "socketio")
 CERTS = ("lab", "rogue", "wrong-name")
-STEPS = ("hello", "login", "rooms", "post-text", "socket", "chat")
+STEPS = ("hello", "login", "rooms", "post-text", "socket", "chat", "steal", "sio")
 CREDENTIALS = ("omit", "same-origin", "include")
+PAGE_KINDS = ("web", "evil")
+
+
+@dataclass(frozen=True)
+class Page:
+    """What the chat page does on load.
+
+    ``api``/``ws`` name the services the page calls (None: that part is left out).
+    ``sio`` names a socket.io server for the ``sio`` step. ``ws_scheme`` forces ``ws``/``wss`` whatever the chat server speaks (for the lessons where the
+    page gets it wrong); ``credentials`` is the fetch credentials mode for API calls.
+    """
+
+    api: str | None = "api"
+    ws: str | None = "chat"
+    sio: str | None = None
+    ws_scheme: str | None = None
+    ws_path: str = "/ws"
+    steps: tuple[str, ...] = ("hello", "login", "rooms", "socket", "chat")
+    credentials: str = "omit"
+    user: str = "alice"
+    room: str = "general"
 
 
 @dataclass(frozen=True)
@@ -36,31 +57,14 @@ class Service:
     cert: str = "lab"
     cors: CorsPolicy = field(default_factory=CorsPolicy)
     origins: tuple[str, ...] | None = None
+    #: For page servers (web, evil): what this page does; None means the topology's page.
+    page: Page | None = None
 
     @property
     def scheme(self) -> str:
-        if self.kind == "chat":
+        if self.kind in ("chat",):
             return "wss" if self.tls else "ws"
         return "https" if self.tls else "http"
-
-
-@dataclass(frozen=True)
-class Page:
-    """What the chat page does on load.
-
-    ``api``/``ws`` name the services the page calls (None: that part is left out).
-    ``ws_scheme`` forces ``ws``/``wss`` whatever the chat server speaks (for the lessons where the
-    page gets it wrong); ``credentials`` is the fetch credentials mode for API calls.
-    """
-
-    api: str | None = "api"
-    ws: str | None = "chat"
-    ws_scheme: str | None = None
-    ws_path: str = "/ws"
-    steps: tuple[str, ...] = ("hello", "login", "rooms", "socket", "chat")
-    credentials: str = "omit"
-    user: str = "alice"
-    room: str = "general"
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,18 @@ class Topology:
                                     f"Certificates are: {', '.join(CERTS)}.")
             for entry in s.cors.origins + (s.origins or ()):
                 self._check_origin_entry(entry, names)
-        p = self.page
-        for ref in (p.api, p.ws):
+        for s in self.services:
+            if s.kind in PAGE_KINDS:
+                self._check_page(self.page_for(s.name), names)
+        return self
+
+    def page_for(self, name: str) -> Page:
+        """What the page served by service ``name`` does."""
+        return self.service(name).page or self.page
+
+    @staticmethod
+    def _check_page(p: Page, names: list[str]) -> None:
+        for ref in (p.api, p.ws, p.sio):
             if ref is not None and ref not in names:
                 raise TopologyError(f"the page calls service '{ref}', which is not in the topology",
                                     f"Services are: {', '.join(names)}.")
@@ -132,7 +146,6 @@ class Topology:
                                 f"Use one of: {', '.join(CREDENTIALS)}.")
         if p.ws_scheme not in (None, "ws", "wss"):
             raise TopologyError(f"ws_scheme '{p.ws_scheme}' must be 'ws' or 'wss'")
-        return self
 
     @staticmethod
     def _check_origin_entry(entry: str, names: list[str]) -> None:

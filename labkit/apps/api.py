@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from ..policy import LAB_DOMAIN
 from .cors import CorsPolicy, is_preflight, response_headers
 from .store import ROOMS, SESSION_COOKIE, Seen, Store
 
@@ -24,7 +25,7 @@ def make_app(
     store: Store,
     policy: CorsPolicy,
     allowed_origins: Sequence[str],
-    cookie_samesite: str = "None",
+    cookie_samesite: str = "Lax",
 ) -> web.Application:
     """Build the API app. ``allowed_origins`` is the policy's allow-list resolved to origins
     (service names in the policy become origins once the lab has bound its ports)."""
@@ -66,12 +67,14 @@ def make_app(
             return web.json_response({"error": "user is required"}, status=400)
         token = store.login(user)
         resp = web.json_response({"user": user, "logged_in": True})
-        # SameSite=None + Secure: the session must travel on cross-port (and, for the hijacking
-        # lesson, cross-site) requests, as the story's cookie did. Over plain HTTP, Secure
-        # cookies are refused, so fall back to Lax there.
-        secure = request.secure
-        resp.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, secure=secure,
-                        samesite=cookie_samesite if secure else "Lax")
+        # SameSite=Lax (today's browser default): sent on same-site requests, and every port of
+        # localhost is the same site. On lab names the session is scoped to the whole lab.test
+        # domain, as a company's single sign-on cookie is for .example.com: that is what lets a
+        # sibling page (evil.lab.test) ride on it in the hijacking lesson.
+        host = (request.host or "").rsplit(":", 1)[0]
+        domain = LAB_DOMAIN if host.endswith("." + LAB_DOMAIN) else None
+        resp.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, secure=request.secure,
+                        samesite=cookie_samesite, domain=domain)
         return resp
 
     async def whoami(request: web.Request) -> web.Response:

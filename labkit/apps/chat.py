@@ -94,7 +94,8 @@ class ChatServer:
                         self.rooms.get(room, set()).discard(ws)
                     room = str(msg.get("room", "general"))[:32]
                     self.rooms.setdefault(room, set()).add(ws)
-                    history = list(self.store.history.get(room, ()))
+                    # History is private to members with a session (the API's login cookie).
+                    history = list(self.store.history.get(room, ())) if user != "guest" else []
                     await ws.send(json.dumps(
                         {"type": "history", "room": room, "user": user, "messages": history}))
                 elif kind == "say" and room is not None:

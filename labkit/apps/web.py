@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from ..errors import AssetMissingError
 from .store import Seen, Store
 
 STEP_LABELS = {
@@ -21,6 +23,8 @@ STEP_LABELS = {
     "post-text": "POST /api/counter (text/plain)",
     "socket": "open the chat WebSocket",
     "chat": "send a chat message",
+    "steal": "read the chat history (attacker)",
+    "sio": "socket.io: connect and chat",
 }
 
 _CSS = """
@@ -48,6 +52,7 @@ def render_page(config: dict[str, Any]) -> str:
     )
     # "</" must not appear inside a <script> element; JSON allows escaping it as "<\/".
     cfg_json = json.dumps(config).replace("</", "<\\/")
+    sio_tag = '<script src="/socket.io.min.js"></script>\n' if config.get("sio") else ""
     api = html.escape(str(config["api"])) if config["api"] is not None else "(none)"
     ws = html.escape(str(config["ws"])) if config["ws"] is not None else "(none)"
     return f"""<!doctype html>
@@ -56,7 +61,7 @@ def render_page(config: dict[str, Any]) -> str:
 <link rel="icon" href="data:,">
 <style>{_CSS}</style>
 <script>window.LABKIT_CONFIG = {cfg_json};</script>
-<script src="/app.js"></script>
+{sio_tag}<script src="/app.js"></script>
 </head><body>
 <h1>{html.escape(config["title"])}</h1>
 <p class="cfg">page <span id="page-origin"></span><br>api {api}<br>chat {ws}</p>
@@ -71,6 +76,23 @@ def render_page(config: dict[str, Any]) -> str:
 
 def _app_js() -> bytes:
     return (Path(__file__).parent.parent / "static" / "app.js").read_bytes()
+
+
+def socketio_client_path() -> Path:
+    """The real socket.io browser client, installed from the npm registry at set-up (package.json
+    pins it; it is not copied into the repository)."""
+    env = os.environ.get("LABKIT_SOCKETIO_JS")
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parent.parent.parent
+    return root / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+
+
+def check_socketio_client() -> Path:
+    path = socketio_client_path()
+    if not path.exists():
+        raise AssetMissingError(str(path))
+    return path
 
 
 def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]]) -> web.Application:
@@ -98,6 +120,11 @@ def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]]) -> w
         return web.Response(body=script, content_type="application/javascript",
                             headers={"Cache-Control": "no-store"})
 
+    async def sio_js(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(check_socketio_client(),
+                                headers={"Content-Type": "application/javascript"})
+
     app = web.Application(middlewares=[record], client_max_size=16 * 1024)
-    app.add_routes([web.get("/", index), web.get("/app.js", app_js)])
+    app.add_routes([web.get("/", index), web.get("/app.js", app_js),
+                    web.get("/socket.io.min.js", sio_js)])
     return app

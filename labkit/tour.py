@@ -1,0 +1,178 @@
+"""Run scenarios for real and judge them: one browser, a fresh lab per scenario.
+
+A result is ``ok`` when the browser's own verdict (outcome *and* reason) matches the scenario's
+expectation, and the scenario's extra proof holds (the counter moved; the real page still chats).
+A CORS scenario blocked for a certificate reason is a failure, not a pass.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import websockets
+
+from . import runtime
+from .browser import Browser
+from .clients import http_session, ws_connect
+from .lab import Lab
+from .observation import Observation, Step, Verdict
+from .scenarios import Scenario, get, names
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    observation: Observation
+    verdict: Verdict
+    problems: list[str] = field(default_factory=list)
+    counter: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "expected": self.scenario.expected,
+            "observed": self.verdict.outcome,
+            "reason": self.verdict.reason,
+            "rule": self.scenario.rule,
+            "ok": self.ok,
+            "messages": self.observation.messages(),
+        }
+
+    def __repr__(self) -> str:
+        mark = "ok" if self.ok else "MISMATCH: " + "; ".join(self.problems)
+        return f"<Result {self.name}: observed {self.verdict} — {mark}>"
+
+    def _repr_html_(self) -> str:
+        colour = "#137333" if self.ok else "#c5221f"
+        head = (f"<p><b>{html.escape(self.name)}</b>: expected "
+                f"<b>{html.escape(self.scenario.expected)}</b>, the browser showed "
+                f"<b style='color:{colour}'>{html.escape(str(self.verdict))}</b>"
+                f" — <i>{html.escape(self.scenario.rule)}</i></p>")
+        return head + self.observation._repr_html_()
+
+
+def judge(scenario: Scenario, obs: Observation, counter: int | None = None) -> Result:
+    """Compare what the browser showed with what the scenario expects (no I/O)."""
+    verdict = obs.verdict(scenario.decisive)
+    problems = []
+    if verdict.outcome != scenario.expected:
+        problems.append(f"expected {scenario.expected}, observed {verdict.outcome}")
+    elif verdict.reason != scenario.reason:
+        problems.append(f"blocked for reason {verdict.reason!r}, expected {scenario.reason!r}")
+    if scenario.side_effect and not counter:
+        problems.append("the API's counter did not move: the side effect was not shown")
+    for i, steps in enumerate(obs.before or ([{}] if scenario.before_ok else [])):
+        bad = [s for s in scenario.before_ok if steps.get(s, Step("missing", "")).state != "ok"]
+        if bad:
+            problems.append(f"the page visited first ({scenario.before[i]}) failed at {bad}")
+    return Result(scenario, obs, verdict, problems, counter)
+
+
+async def _python_client(lab: Lab) -> Observation:
+    """Server to server: the same calls from Python. No browser, so no CORS and no Origin."""
+    steps: dict[str, Step] = {}
+    t0 = time.perf_counter()
+    page = lab.topology.page
+    async with http_session(lab.pki) as session:
+        if page.api and "hello" in page.steps:
+            try:
+                async with session.get(lab.url(page.api, "/api/hello")) as r:
+                    body = await r.json()
+                    steps["hello"] = Step("ok" if r.status == 200 else "error",
+                                          body.get("message", f"HTTP {r.status}"))
+            except aiohttp.ClientError as e:
+                steps["hello"] = Step("error", f"{type(e).__name__}: {e}")
+    if page.ws and "socket" in page.steps:
+        try:
+            async with ws_connect(lab.url(page.ws), lab.pki) as ws:
+                await ws.send(json.dumps({"type": "join", "room": page.room}))
+                msg = json.loads(await ws.recv())
+                steps["socket"] = Step("ok", f"joined {msg['room']} as {msg['user']}")
+        except (OSError, websockets.exceptions.WebSocketException) as e:
+            steps["socket"] = Step("error", f"{type(e).__name__}: {e}")
+    return Observation(
+        url="python client", final_url="python client", redirects=[], navigation_error=None,
+        status=None, steps=steps, console=[], page_errors=[], failed_requests=[], sockets=[],
+        seen=lab.requests(), browser_version=f"python aiohttp {aiohttp.__version__}",
+        ports={i.port: i.name for i in lab.services}, seconds=time.perf_counter() - t0)
+
+
+async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None) -> Result:
+    """Start the scenario's lab, observe it (browser or Python client), judge, stop the lab."""
+    sc = get(scenario) if isinstance(scenario, str) else scenario
+    owned = browser is None
+    browser = browser or Browser()
+    lab = Lab(sc.topology, browser=browser)
+    try:
+        await lab.astart()
+        if sc.client == "python":
+            obs = await runtime.arun(_python_client(lab))
+        else:
+            obs = await lab.avisit(sc.visit, before=sc.before)
+        return judge(sc, obs, lab.store.counter)
+    finally:
+        await lab.astop()
+        if owned:
+            await browser.astop()
+
+
+def run_scenario(scenario: Scenario | str, browser: Browser | None = None) -> Result:
+    return runtime.run(arun_scenario(scenario, browser))
+
+
+def tour(
+    selected: Iterable[str] | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+    screenshots: Path | None = None,
+    browser: Browser | None = None,
+) -> list[Result]:
+    """Run scenarios (all by default) in one browser, with a progress line per scenario."""
+    chosen = [get(n) for n in (selected or names())]  # unknown names fail before anything starts
+    owned = browser is None
+    browser = browser or Browser()
+    results: list[Result] = []
+    try:
+        for i, sc in enumerate(chosen, 1):
+            t0 = time.perf_counter()
+            r = run_scenario(sc, browser)
+            results.append(r)
+            if screenshots is not None and r.observation.screenshot:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                (screenshots / f"{sc.name}.png").write_bytes(r.observation.screenshot)
+            if progress:
+                mark = "ok" if r.ok else "MISMATCH"
+                progress(f"[{i}/{len(chosen)}] {sc.name:28} {str(r.verdict):30} {mark:8} "
+                         f"{time.perf_counter() - t0:.1f}s")
+    finally:
+        if owned:
+            browser.stop()
+    return results
+
+
+def table(results: Sequence[Result]) -> str:
+    rows = [("scenario", "expected", "observed", "reason", "rule")]
+    rows += [(r.name, r.scenario.expected, r.verdict.outcome, r.verdict.reason or "-",
+              r.scenario.rule) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4]
+                     for row in rows)
+
+
+def as_json(results: Sequence[Result], browser_version: str) -> str:
+    return json.dumps({"browser": browser_version, "scenarios": [r.as_dict() for r in results]})
