@@ -16,7 +16,7 @@ lab: setup
 test: setup
 	$(PY) -m pytest
 
-setup: $(VENV)/.installed system
+setup: $(VENV)/.installed system node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ $(VENV)/.installed: pyproject.toml
 system: $(VENV)/.installed
 	$(PY) -m labkit.system --install
 
+# The real socket.io browser client, from the npm registry (pinned in package-lock.json).
+node_modules/.installed: package.json package-lock.json | system
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 lint: setup
 	$(VENV)/bin/ruff check labkit tests bench
 
@@ -39,4 +44,4 @@ bench: setup
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache node_modules

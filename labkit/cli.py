@@ -1,4 +1,4 @@
-"""The ``labkit`` command (also ``python -m labkit``): up, doctor."""
+"""The ``labkit`` command (also ``python -m labkit``): up, tour, doctor."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from . import doctor, scenarios
 from .errors import LabError
@@ -48,6 +49,40 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tour(args: argparse.Namespace) -> int:
+    from . import tour
+    from .browser import Browser
+
+    if args.list:
+        for name in scenarios.names():
+            sc = scenarios.get(name)
+            print(f"{name:28} {sc.expected:8} {sc.rule}")
+        return 0
+    selected = args.scenario or None
+    if selected:
+        for name in selected:
+            scenarios.get(name)  # an unknown name lists the known ones before anything starts
+    # Progress goes to stderr so that --json leaves stdout to the one JSON object.
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    browser = Browser()
+    try:
+        results = tour.tour(selected, progress=progress, browser=browser,
+                            screenshots=Path(args.screenshots) if args.screenshots else None)
+        version = browser.version
+    finally:
+        browser.stop()
+    if args.json:
+        print(tour.as_json(results, version), flush=True)
+    else:
+        print(tour.table(results))
+        bad = [r for r in results if not r.ok]
+        print(f"\n{len(results) - len(bad)} of {len(results)} scenarios behaved as expected "
+              f"in Chromium {version}.")
+        for r in bad:
+            print(f"  MISMATCH {r.name}: {'; '.join(r.problems)}")
+    return 0 if all(r.ok for r in results) else 1
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     items = doctor.checks()
     for c in items:
@@ -64,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", action="append", default=[], metavar="SERVICE=PORT",
                     help="fixed port for a service (instructors); repeatable")
     up.set_defaults(func=cmd_up)
+    tr = sub.add_parser("tour", help="run scenarios in a real browser and compare with expectations")
+    tr.add_argument("--scenario", action="append", metavar="NAME",
+                    help="run only this scenario (repeatable); default: all")
+    tr.add_argument("--json", action="store_true", help="print one JSON object")
+    tr.add_argument("--screenshots", metavar="DIR", help="save a PNG per scenario into DIR")
+    tr.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    tr.set_defaults(func=cmd_tour)
     doc = sub.add_parser("doctor", help="check this machine for everything the lab needs")
     doc.set_defaults(func=cmd_doctor)
     args = parser.parse_args(argv)

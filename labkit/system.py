@@ -15,7 +15,8 @@ import sys
 from dataclasses import dataclass
 
 #: Debian package for each piece, and whether the lab can run without it (outside CI).
-DEBIAN_PACKAGES = {"chromium": "chromium", "certutil": "libnss3-tools", "nginx": "nginx"}
+DEBIAN_PACKAGES = {"chromium": "chromium", "certutil": "libnss3-tools", "nginx": "nginx",
+                   "npm": "npm"}
 BROWSER_NAMES = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
 
 
@@ -61,6 +62,8 @@ def pieces() -> list[Piece]:
         Piece("certutil", shutil.which("certutil"), ci,
               "trusts the lab CA in a throwaway NSS db; without it the wrong-name lesson is weaker"),
         Piece("nginx", shutil.which("nginx"), ci, "the nginx reverse-proxy lesson runs real nginx"),
+        Piece("npm", shutil.which("npm"), True,
+              "set-up fetches the real socket.io browser client from the npm registry"),
     ]
 
 
@@ -83,10 +86,12 @@ def install_command(missing: list[str]) -> str:
             parts.append("brew install --cask chromium")
         brew = [p for p in missing if p != "chromium"]
         if brew:
-            parts.append("brew install " + " ".join("nss" if p == "certutil" else p for p in brew))
+            brew_names = {"certutil": "nss", "npm": "node"}
+            parts.append("brew install " + " ".join(brew_names.get(p, p) for p in brew))
         return " && ".join(parts)
     if shutil.which("dnf"):
-        names = {"chromium": "chromium", "certutil": "nss-tools", "nginx": "nginx"}
+        names = {"chromium": "chromium", "certutil": "nss-tools", "nginx": "nginx",
+                 "npm": "npm"}
         return "sudo dnf install -y " + " ".join(names[m] for m in missing)
     return ("install " + ", ".join(missing) + " with your system's package manager, or set "
             "LABKIT_BROWSER to the path of a Chromium or Chrome binary")
