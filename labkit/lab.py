@@ -29,7 +29,9 @@ from .apps.store import Store
 from .browser import Browser
 from .errors import LabNotRunningError, PortInUseError, TopologyError
 from .observation import Observation
-from .pki import LabPKI
+from .nginx import NginxServer
+from .pki import CertFiles, LabPKI
+from .proxy import ProxyConfig, RedirectServer, ReverseProxy
 from .topology import PAGE_KINDS, Service, Topology, messenger
 
 #: How long a stopping aiohttp server waits for in-flight requests (browsers keep connections open).
@@ -218,8 +220,10 @@ class Lab:
                 self._info[svc.name] = ServiceInfo(svc.name, svc.kind, svc.host, port, svc.tls,
                                                    svc.scheme, url, origin)
             for svc in self.topology.services:
-                server = self._build(svc)
-                ctx = self.pki.server_context(svc.cert) if svc.tls else None
+                if self._served_by_nginx(svc):
+                    continue  # its port is handed to nginx, which serves the redirect itself
+                server = self._build(svc, socks)
+                ctx = self._server_context(svc) if svc.tls else None
                 sock = socks.pop(svc.name)
                 try:
                     await server.start(sock, ctx)
@@ -244,7 +248,11 @@ class Lab:
             except Exception:  # keep stopping the others; a half-stopped lab is worse
                 logs.logging.getLogger("labkit.lab").exception("error while stopping a server")
 
-    def _build(self, svc: Service) -> _Server:
+    def _served_by_nginx(self, svc: Service) -> bool:
+        return (svc.kind == "redirect" and svc.target is not None
+                and self.topology.service(svc.target).kind == "nginx")
+
+    def _build(self, svc: Service, socks: dict[str, socket.socket]) -> _Server:
         if svc.kind in PAGE_KINDS:
             if self.topology.page_for(svc.name).sio:
                 check_socketio_client()  # fail at start, with the fix, not in the browser later
@@ -259,7 +267,46 @@ class Lab:
         if svc.kind == "chat":
             origins = None if svc.origins is None else self.resolve_origins(svc.origins)
             return ChatServer(svc.name, self.store, origins)
+        if svc.kind == "proxy":
+            return ReverseProxy(self.proxy_config(svc.name))
+        if svc.kind == "nginx":
+            redirects = [socks.pop(r.name) for r in self.topology.services
+                         if self._served_by_nginx(r) and r.target == svc.name]
+            return NginxServer(self.proxy_config(svc.name), self._cert(svc), redirects)
+        if svc.kind == "redirect":
+            assert svc.target is not None
+            return RedirectServer(svc.host, self.info(svc.target).port)
         raise AssertionError(f"unbuildable kind {svc.kind}")  # validate() rejects these
+
+    def nginx_config(self, name: str = "proxy") -> str:
+        """The nginx.conf running for service ``name`` (annotated, ready to adapt)."""
+        for server in self._servers:
+            if isinstance(server, NginxServer) and server.cfg.name == name:
+                return server.config_text
+        raise TopologyError(f"no nginx is running as service '{name}'",
+                            "Start a topology with an nginx service, e.g. scenario nginx-proxy.")
+
+    def proxy_config(self, name: str) -> ProxyConfig:
+        """The routes and upstream addresses of proxy ``name`` (labkit's or nginx)."""
+        svc = self.topology.service(name)
+        upstreams = {}
+        for r in svc.routes:
+            info = self.info(r.upstream)
+            scheme = "https" if info.tls else "http"
+            upstreams[r.upstream] = f"{scheme}://{_url_host(info.host)}:{info.port}"
+        return ProxyConfig(name=name, routes=svc.routes, upstreams=upstreams, hosts=(svc.host,),
+                           idle_timeout=svc.idle_timeout,
+                           upstream_ssl=self.pki.client_context())
+
+    def _cert(self, svc: Service) -> CertFiles:
+        """The certificate a TLS service presents. ``own``: one for its host name only, as a
+        cloud load balancer's managed certificate is."""
+        if svc.cert == "own":
+            return self.pki.leaf((svc.host,), name=f"own-{svc.host}")
+        return self.pki.cert(svc.cert)
+
+    def _server_context(self, svc: Service) -> ssl.SSLContext:
+        return self._cert(svc).server_context()
 
     # -- the browser -----------------------------------------------------------------------------
     @property
@@ -278,7 +325,7 @@ class Lab:
 
     def page_url(self, service: str, path: str = "/") -> str:
         url = self.info(service).origin + path
-        if self.topology.service(service).kind not in PAGE_KINDS:
+        if self.topology.service(service).kind not in (*PAGE_KINDS, "proxy", "nginx", "redirect"):
             raise TopologyError(f"service '{service}' serves no page",
                                 "Visit a page service such as 'web' or 'evil'.")
         return url
@@ -316,7 +363,10 @@ class Lab:
         p = self.topology.page_for(service)
         api = self.origin(p.api) if p.api else None
         ws = None
-        if p.ws:
+        if p.same_origin:
+            # Behind a reverse proxy: relative URLs, resolved by the page against its own origin.
+            api, ws = "", p.ws_path
+        elif p.ws:
             info = self.info(p.ws)
             scheme = p.ws_scheme or info.scheme
             ws = f"{scheme}://{_url_host(info.host)}:{info.port}{p.ws_path}"
@@ -327,6 +377,7 @@ class Lab:
             "title": title,
             "api": api, "ws": ws, "steps": list(p.steps), "credentials": p.credentials,
             "sio": self.origin(p.sio) if p.sio else None,
+            "ws_scheme": p.ws_scheme,
             "user": p.user, "room": p.room, "message": f"hello from {p.user}",
         }
 

@@ -173,10 +173,11 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 
 def _evidence(obs: Observation) -> list[str]:
-    texts = [m.text for m in obs.console]
+    """The browser's words, earliest first: a failed navigation explains everything after it;
+    the page runs its steps in order, so the first message belongs to the first failing step."""
+    texts = [obs.navigation_error] if obs.navigation_error else []
+    texts += [m.text for m in obs.console]
     texts += [f"{e.name}: {e.message}" for e in obs.page_errors]
-    if obs.navigation_error:
-        texts.append(obs.navigation_error)
     texts += [s.error for s in obs.sockets if s.error]
     return texts
 
@@ -198,9 +199,8 @@ def classify(obs: Observation, decisive: Iterable[str] | None = None) -> Verdict
     )
     if not blocked:
         return Verdict("allowed", None)
-    evidence = _evidence(obs)
-    for reason, pattern in _RULES:
-        for text in evidence:
+    for text in _evidence(obs):
+        for reason, pattern in _RULES:  # the most specific rule for this message
             if pattern.search(text):
                 return Verdict("blocked", reason, normalize_text(text, obs.ports))
     detail = obs.navigation_error or "; ".join(

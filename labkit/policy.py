@@ -25,6 +25,8 @@ REASONS = ("cors", "cors-preflight", "cors-credentials", "mixed-content", "cert-
 CREDENTIALS_MODES = ("omit", "same-origin", "include")
 SAFELISTED_METHODS = ("GET", "HEAD", "POST")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# URL Standard "forbidden domain code point" (':' too: a colon only appears in an IPv6 host)
+_BAD_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNSAFE_BYTE = re.compile(r'[\x00-\x08\x0a-\x1f"():<>?@\[\\\]{}\x7f]')
 _LANGUAGE = re.compile(r"[0-9A-Za-z *,.;=-]*")
@@ -103,7 +105,12 @@ def origin_of(url: str) -> Origin:
         port = parts.port
     except ValueError as e:
         raise InvalidOriginError(url, str(e)) from None
-    return Origin(scheme, parts.hostname.lower(), DEFAULT_PORTS[scheme] if port is None else port)
+    host = parts.hostname.lower()
+    # urlsplit is lenient where browsers refuse: "http://x@]" would give the host "]".
+    ipv6 = ":" in host and "%" not in host and isinstance(_ip(host), ipaddress.IPv6Address)
+    if not ipv6 and _BAD_HOST.search(host):
+        raise InvalidOriginError(url, f"'{host}' is not a host name a browser accepts")
+    return Origin(scheme, host, DEFAULT_PORTS[scheme] if port is None else port)
 
 
 def parse_origin(value: str) -> Origin:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .apps.cors import CorsPolicy
 from .errors import UnknownScenarioError
+from .routing import STORY_ROUTES, Route
 from .topology import Page, Service, Topology
 
 
@@ -34,6 +35,10 @@ class Scenario:
     side_effect: bool = False
     #: Steps of the ``before`` pages that must be ok (the real page keeps working).
     before_ok: tuple[str, ...] = ()
+    #: The visit must have been redirected (https-redirect).
+    redirected: bool = False
+    #: System pieces the scenario needs beyond Python ("nginx").
+    needs: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"<Scenario {self.name}: {self.expected}{f' ({self.reason})' if self.reason else ''}>"
@@ -88,6 +93,46 @@ def _hijack(name: str, origins: tuple[str, ...] | None) -> Topology:
                        page=Page(api=None, ws="chat", steps=("steal",))),),
         page=Page(steps=("login", "socket", "chat"), credentials="include"),
     )
+
+
+def _proxied(name: str, *, kind: str = "proxy", ws_scheme: str | None = None) -> Topology:
+    """The long-term fix: plain backends with no CORS anywhere, one TLS origin in front.
+    The chat server still checks Origin — against the proxy's origin, which the proxy forwards."""
+    return Topology(
+        name=name, title=f"labkit messenger — {name}",
+        services=(
+            Service("web", "web", tls=False),
+            Service("api", "api", tls=False),
+            Service("chat", "chat", tls=False, origins=("proxy",)),
+            Service("proxy", kind, host="app.lab.test", routes=STORY_ROUTES),
+            Service("redirect", "redirect", host="app.lab.test", tls=False, target="proxy"),
+        ),
+        page=Page(api=None, ws=None, same_origin=True, ws_scheme=ws_scheme,
+                  credentials="same-origin"),
+    )
+
+
+def _load_balanced(name: str, cors: CorsPolicy) -> Topology:
+    """The short-term fix: a load balancer with its own managed certificate in front of each
+    server, each with its own HTTP->HTTPS redirect; the page calls both entry points directly."""
+    return Topology(
+        name=name, title=f"labkit messenger — {name}",
+        services=(
+            Service("web", "web", host="app.lab.test"),
+            Service("api", "api", tls=False, cors=cors),
+            Service("chat", "chat", tls=False),
+            Service("lb-api", "proxy", host="api.lab.test", cert="own",
+                    routes=(Route("/", "api"),), idle_timeout=60.0),
+            Service("lb-ws", "proxy", host="ws.lab.test", cert="own",
+                    routes=(Route("/", "chat", websocket=True),), idle_timeout=60.0),
+            Service("redirect-api", "redirect", host="api.lab.test", tls=False, target="lb-api"),
+            Service("redirect-ws", "redirect", host="ws.lab.test", tls=False, target="lb-ws"),
+        ),
+        page=Page(api="lb-api", ws="lb-ws"),
+    )
+
+
+_STORY_STEPS = ("hello", "login", "rooms", "socket", "chat")
 
 
 def _sio(name: str, origins: tuple[str, ...] | None) -> Topology:
@@ -257,6 +302,58 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "The page asks for wss:// but the chat port speaks plain HTTP, so the TLS handshake "
         "fails. Every port that the page reaches over TLS needs its own certificate.",
         decisive=("socket",),
+    ),
+    # -- the long-term fix: one TLS-terminating reverse proxy ---------------------------------
+    Scenario(
+        "reverse-proxy",
+        _proxied("reverse-proxy"),
+        "allowed", None, "same origin",
+        "labkit's proxy serves the page at https://app.lab.test:P and forwards /api to the API and "
+        "/ws to chat. Page, API and socket share one origin, so no CORS header is needed anywhere "
+        "and one certificate covers everything.",
+        decisive=_STORY_STEPS, visit="proxy",
+    ),
+    Scenario(
+        "reverse-proxy-ws-scheme",
+        _proxied("reverse-proxy-ws-scheme", ws_scheme="ws"),
+        "blocked", "mixed-content", "mixed content still applies",
+        "Same proxy, but the page opens ws://app.lab.test:P/ws. One origin does not make ws:// "
+        "acceptable from an https page: the browser still blocks it. Use wss:// or a relative URL.",
+        decisive=("socket",), visit="proxy",
+    ),
+    Scenario(
+        "https-redirect",
+        _proxied("https-redirect"),
+        "allowed", None, "HTTP→HTTPS redirect",
+        "A visitor types http://app.lab.test:H. The plain-HTTP listener answers 308 with the https "
+        "origin, path and query kept, and the page then works over TLS.",
+        decisive=_STORY_STEPS, visit="redirect", redirected=True,
+    ),
+    Scenario(
+        "nginx-proxy",
+        _proxied("nginx-proxy", kind="nginx"),
+        "allowed", None, "same origin",
+        "The same one-origin deployment, served by real nginx from the config labkit generated. "
+        "The page logs in and chats with no CORS headers on any backend.",
+        decisive=_STORY_STEPS, visit="proxy", needs=("nginx",),
+    ),
+    # -- the short-term fix: a load balancer with a managed certificate per server -----------
+    Scenario(
+        "lb-managed-certs",
+        _load_balanced("lb-managed-certs", _ALLOW_WEB),
+        "allowed", None, "short-term fix: works, costs more",
+        "Each server gets its own load balancer with its own certificate: https://api.lab.test:L1 "
+        "and wss://ws.lab.test:L2. It works — but the page still calls another origin, so the API "
+        "still needs CORS, and there are two entry points and two TLS handshakes to pay for.",
+        decisive=_STORY_STEPS,
+    ),
+    Scenario(
+        "lb-managed-certs-no-cors",
+        _load_balanced("lb-managed-certs-no-cors", CorsPolicy("none")),
+        "blocked", "cors", "separate entry points are still separate origins",
+        "The same load-balanced setup with CORS left off the API. The certificates are fine, but "
+        "https://api.lab.test:L1 is another origin than the page, so the browser blocks the call.",
+        decisive=("hello",),
     ),
     # -- socket.io: polling is XHR, so CORS applies -------------------------------------------
     Scenario(

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .apps.cors import CorsPolicy
+from .routing import Route
 from .errors import TopologyError
 from .policy import check_lab_host, parse_origin
 
-KINDS = ("web", "api", "chat", "evil", "socketio")
-CERTS = ("lab", "rogue", "wrong-name")
+KINDS = ("web", "api", "chat", "evil", "socketio", "proxy", "nginx", "redirect")
+CERTS = ("lab", "rogue", "wrong-name", "own")
 STEPS = ("hello", "login", "rooms", "post-text", "socket", "chat", "steal", "sio")
 CREDENTIALS = ("omit", "same-origin", "include")
 PAGE_KINDS = ("web", "evil")
@@ -31,6 +32,8 @@ class Page:
     api: str | None = "api"
     ws: str | None = "chat"
     sio: str | None = None
+    #: Call the API and chat on the page's own origin (behind a reverse proxy): relative URLs.
+    same_origin: bool = False
     ws_scheme: str | None = None
     ws_path: str = "/ws"
     steps: tuple[str, ...] = ("hello", "login", "rooms", "socket", "chat")
@@ -59,6 +62,12 @@ class Service:
     origins: tuple[str, ...] | None = None
     #: For page servers (web, evil): what this page does; None means the topology's page.
     page: Page | None = None
+    #: For proxies (proxy, nginx): path routes to services of the topology.
+    routes: tuple[Route, ...] = ()
+    #: For a redirect listener: the TLS service it sends browsers to.
+    target: str | None = None
+    #: For a load balancer: drop a WebSocket silent for this long (seconds); None: never.
+    idle_timeout: float | None = None
 
     @property
     def scheme(self) -> str:
@@ -123,6 +132,20 @@ class Topology:
                                     f"Certificates are: {', '.join(CERTS)}.")
             for entry in s.cors.origins + (s.origins or ()):
                 self._check_origin_entry(entry, names)
+            if s.kind in ("proxy", "nginx"):
+                if not s.routes:
+                    raise TopologyError(f"proxy '{s.name}' has no routes",
+                                        "Give it routes, e.g. labkit.routing.STORY_ROUTES.")
+                for r in s.routes:
+                    if r.upstream not in names or r.upstream == s.name:
+                        raise TopologyError(
+                            f"proxy '{s.name}' routes {r.prefix} to '{r.upstream}', which is not "
+                            f"another service of the topology", f"Services are: {', '.join(names)}.")
+            if s.kind == "redirect":
+                if s.target not in names or s.tls:
+                    raise TopologyError(
+                        f"redirect listener '{s.name}' needs tls=False and a target service",
+                        f"Set target= to the TLS service it redirects to ({', '.join(names)}).")
         for s in self.services:
             if s.kind in PAGE_KINDS:
                 self._check_page(self.page_for(s.name), names)

@@ -74,6 +74,8 @@ def judge(scenario: Scenario, obs: Observation, counter: int | None = None) -> R
         problems.append(f"expected {scenario.expected}, observed {verdict.outcome}")
     elif verdict.reason != scenario.reason:
         problems.append(f"blocked for reason {verdict.reason!r}, expected {scenario.reason!r}")
+    if scenario.redirected and not (obs.redirects and obs.final_url.startswith("https://")):
+        problems.append("the visit was not redirected to the https origin")
     if scenario.side_effect and not counter:
         problems.append("the API's counter did not move: the side effect was not shown")
     for i, steps in enumerate(obs.before or ([{}] if scenario.before_ok else [])):

@@ -59,8 +59,17 @@
     });
   }
 
+  // Behind a reverse proxy the page is given a path ("/ws"): same host, scheme from the page
+  // (or forced, to show that ws:// to the proxy is still mixed content).
+  function absoluteWs(url) {
+    if (!url.startsWith("/")) return url;
+    const scheme = cfg.ws_scheme || (location.protocol === "https:" ? "wss" : "ws");
+    return `${scheme}://${location.host}${url}`;
+  }
+
   async function openSocket(url) {
     let ws;
+    url = absoluteWs(url);
     try {
       ws = new WebSocket(url);
     } catch (e) {

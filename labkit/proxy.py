@@ -1,0 +1,264 @@
+"""labkit's TLS-terminating reverse proxy (aiohttp, on the lab loop) and its HTTP->HTTPS redirect.
+
+The story's long-term fix: one origin in front of everything — ``/`` to web, ``/api`` to the API,
+``/ws`` to chat — so the browser sees a single origin and CORS never comes up. The same class, with
+one route and an idle timeout, plays a cloud load balancer in the short-term fix.
+
+Limits (all per proxy, see :class:`ProxyConfig`):
+- request bodies up to ``max_body`` (1 MiB; larger: 413), WebSocket messages up to ``max_message``
+  (1 MiB; larger: the browser side is closed with 1009);
+- headers: aiohttp's defaults (8190 bytes per line/field; larger: 400);
+- upstream connect timeout ``connect_timeout`` (5 s), HTTP answer timeout ``read_timeout`` (60 s);
+- ``idle_timeout``: None for the reverse proxy; a load balancer drops a WebSocket that carried no
+  frame (pings count) for that long, as cloud load balancers do (60 s by default there).
+It proxies only to declared upstreams: unknown paths get 404, other Host names 421, absolute-form
+or escaping paths 400 — never an open proxy. A down backend gives 502; a WebSocket whose backend
+dies is closed toward the browser with 1014 (bad gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+from .clients import LabResolver
+from .routing import (
+    Route,
+    clean_path,
+    host_allowed,
+    match,
+    redirect_location,
+    response_headers,
+    upstream_headers,
+)
+
+log = logging.getLogger("labkit.proxy")
+
+#: Close code toward the browser when the backend of a relayed WebSocket goes away (RFC 6455 §7.4.1
+#: registry: 1014 "Bad Gateway").
+BACKEND_GONE = 1014
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    name: str
+    routes: tuple[Route, ...]
+    upstreams: dict[str, str]  # service name -> http(s) origin of the backend
+    hosts: tuple[str, ...]  # the Host names this proxy serves
+    proto: str = "https"
+    max_body: int = 1024 * 1024
+    max_message: int = 1024 * 1024
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    idle_timeout: float | None = None
+    upstream_ssl: ssl.SSLContext | None = field(default=None, compare=False)
+
+
+class ReverseProxy:
+    def __init__(self, cfg: ProxyConfig) -> None:
+        self.cfg = cfg
+        self.session: aiohttp.ClientSession | None = None
+        self.runner: web.AppRunner | None = None
+        self.sockets: set[web.WebSocketResponse] = set()
+        self.idle_closed = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.cfg.upstream_ssl or False,
+                                           resolver=LabResolver()),
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout,
+                                          sock_read=self.cfg.read_timeout),
+            auto_decompress=False,
+        )
+        app = web.Application(client_max_size=self.cfg.max_body)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=0.5)
+        await self.runner.setup()
+        await web.SockSite(self.runner, sock, ssl_context=ssl_context).start()
+
+    async def stop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close(code=1001, message=b"proxy shutting down")
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not host_allowed(request.host, self.cfg.hosts):
+            return _text(421, f"this proxy serves {', '.join(self.cfg.hosts)}, not {request.host}")
+        if clean_path(request.raw_path) is None:
+            return _text(400, "bad request path")
+        route = match(self.cfg.routes, request.raw_path)
+        if route is None:
+            return _text(404, f"no route for {request.path}")
+        upstream = self.cfg.upstreams[route.upstream]
+        if route.websocket and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._relay_ws(request, route, upstream)
+        headers = upstream_headers(request.headers.items(), host=request.host,
+                                   client_ip=request.remote or "", proto=self.cfg.proto)
+        body = await request.read() if request.body_exists else None
+        assert self.session is not None
+        try:
+            async with self.session.request(request.method, upstream + request.raw_path,
+                                            headers=headers, data=body,
+                                            allow_redirects=False) as up:
+                resp = web.StreamResponse(status=up.status, reason=up.reason,
+                                          headers=CIMultiDict(response_headers(up.headers.items())))
+                await resp.prepare(request)
+                async for chunk in up.content.iter_chunked(64 * 1024):
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            log.warning("%s: upstream %s failed: %r", self.cfg.name, route.upstream, e)
+            return _text(502, f"502 Bad Gateway: the {route.upstream} server is not answering "
+                              f"({type(e).__name__})")
+
+    # -- WebSocket relay -------------------------------------------------------------------------
+    async def _relay_ws(self, request: web.Request, route: Route, upstream: str
+                        ) -> web.StreamResponse:
+        headers = upstream_headers(request.headers.items(), host=request.host,
+                                   client_ip=request.remote or "", proto=self.cfg.proto)
+        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+                     if p.strip()]
+        assert self.session is not None
+        url = "ws" + upstream[4:] + request.raw_path  # http(s)://... -> ws(s)://...
+        try:
+            # Handshake upstream first: if the backend refuses (403 from its Origin check), the
+            # browser gets that same answer instead of a socket that dies at once.
+            up = await self.session.ws_connect(url, headers=headers, protocols=protocols,
+                                               autoping=False, autoclose=False,
+                                               max_msg_size=self.cfg.max_message)
+        except aiohttp.WSServerHandshakeError as e:
+            return _text(e.status if e.status >= 400 else 502,
+                         f"the {route.upstream} server refused the WebSocket ({e.status})")
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            return _text(502, f"502 Bad Gateway: the {route.upstream} server is not answering "
+                              f"({type(e).__name__})")
+        down = web.WebSocketResponse(autoping=False, autoclose=False,
+                                     max_msg_size=self.cfg.max_message,
+                                     protocols=[up.protocol] if up.protocol else ())
+        await down.prepare(request)
+        self.sockets.add(down)
+        last = [time.monotonic()]
+        try:
+            await self._pump_both(down, up, last, request)
+        finally:
+            self.sockets.discard(down)
+            if not up.closed:
+                await up.close()
+            if not down.closed:
+                await down.close(code=BACKEND_GONE, message=b"backend went away")
+        return down
+
+    async def _pump_both(self, down: web.WebSocketResponse, up: aiohttp.ClientWebSocketResponse,
+                         last: list[float], request: web.Request) -> None:
+        to_up = asyncio.ensure_future(_pump(down, up, last, "browser"))
+        to_down = asyncio.ensure_future(_pump(up, down, last, "backend"))
+        tasks = {to_up, to_down}
+        if self.cfg.idle_timeout:
+            tasks.add(asyncio.ensure_future(self._idle_watch(last, request, up)))
+        try:
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if to_down in done and to_down.result() == "gone" and not down.closed:
+                await down.close(code=BACKEND_GONE, message=b"backend went away")
+            # Let the other direction finish its closing handshake briefly, then stop it.
+            await asyncio.wait(pending, timeout=2)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _idle_watch(self, last: list[float], request: web.Request,
+                          up: aiohttp.ClientWebSocketResponse) -> None:
+        assert self.cfg.idle_timeout
+        while True:
+            left = last[0] + self.cfg.idle_timeout - time.monotonic()
+            if left <= 0:
+                # A cloud load balancer just drops the idle TCP connection: no close frame, so
+                # the browser reports 1006.
+                self.idle_closed += 1
+                log.info("%s: closing a WebSocket idle for %.1f s", self.cfg.name,
+                         self.cfg.idle_timeout)
+                if request.transport is not None:
+                    request.transport.abort()
+                await up.close()
+                return
+            await asyncio.sleep(left)
+
+
+async def _pump(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                last: list[float], side: str) -> str:
+    """Copy frames from src to dst until src closes. Returns "closed" for a clean close (code and
+    reason passed on) or "gone" when src vanished without a close frame."""
+    while True:
+        msg = await src.receive()
+        last[0] = time.monotonic()
+        if msg.type == WSMsgType.TEXT:
+            await dst.send_str(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await dst.send_bytes(msg.data)
+        elif msg.type == WSMsgType.PING:
+            await dst.ping(msg.data)
+        elif msg.type == WSMsgType.PONG:
+            await dst.pong(msg.data)
+        elif msg.type == WSMsgType.CLOSE:
+            code = msg.data if isinstance(msg.data, int) else 1000
+            reason = (msg.extra or "").encode()
+            # Pass the close on with its code and reason, then finish src's closing handshake.
+            if not dst.closed:
+                await dst.close(code=code, message=reason)
+            if not src.closed:
+                await src.close(code=code, message=reason)
+            return "closed"
+        else:  # CLOSING, CLOSED, ERROR: the peer went away (or sent something too big)
+            if msg.type == WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError):
+                if not dst.closed and side == "browser":
+                    await dst.close(code=1001, message=b"client went away")
+            return "gone"
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text + "\n")
+
+
+class RedirectServer:
+    """Plain-HTTP listener: every request gets 308 to the https origin, path and query kept.
+    The Location uses the configured public name, never the request's Host (no open redirect)."""
+
+    def __init__(self, host: str, https_port: int) -> None:
+        self.host, self.https_port = host, https_port
+        self.runner: web.AppRunner | None = None
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        location = redirect_location(self.host, self.https_port, request.raw_path)
+        return web.Response(status=308, headers={"Location": location},
+                            text=f"moved to {location}\n")
+
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+        app = web.Application(client_max_size=1024)
+        app.router.add_route("*", "/{tail:.*}", self._redirect)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=0.5)
+        await self.runner.setup()
+        await web.SockSite(self.runner, sock, ssl_context=ssl_context).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
