@@ -20,11 +20,13 @@ import os
 import shutil
 import ssl
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from .errors import CAFileMissingError
 
@@ -171,6 +173,11 @@ class LabPKI:
 
     def _create(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        # Scratch folders of interrupted creations hold CA keys: never leave them lying around.
+        # (Only stale ones: a fresh one may belong to another kernel creating the CA right now.)
+        for old in self.home.glob("pki.partial-*"):
+            if time.time() - old.stat().st_mtime > 60:
+                shutil.rmtree(old, ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix="pki.partial-", dir=self.home))
         try:
             ca = trustme.CA(organization_name="labkit", organization_unit_name="lab CA")
@@ -236,6 +243,11 @@ class LabPKI:
             ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
             if cert.issuer != ca_cert.subject:
                 return False
+            key = serialization.load_pem_private_key(files.key.read_bytes(), None)
+            spki = serialization.PublicFormat.SubjectPublicKeyInfo
+            der = serialization.Encoding.DER
+            if key.public_key().public_bytes(der, spki) != cert.public_key().public_bytes(der, spki):
+                return False  # e.g. a key rewritten by a kernel killed mid-issue
             left = cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
             return left > LEAF_RENEW_BEFORE
         except Exception:
@@ -252,8 +264,11 @@ class LabPKI:
             not_after=start + LEAF_VALIDITY,
         )
         chain = b"".join(p.bytes() for p in leaf.cert_chain_pems)
-        _write_private(files.key, leaf.private_key_pem.bytes())
-        _write_private(files.cert, chain)
+        # Each file is written aside and renamed into place, so a reader never sees half of one.
+        for path, data in ((files.key, leaf.private_key_pem.bytes()), (files.cert, chain)):
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            _write_private(tmp, data)
+            os.replace(tmp, path)
 
     # -- contexts --------------------------------------------------------------------------------
     def server_context(self, kind: str = "lab") -> ssl.SSLContext:

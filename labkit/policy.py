@@ -27,6 +27,7 @@ SAFELISTED_METHODS = ("GET", "HEAD", "POST")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # URL Standard "forbidden domain code point" (':' too: a colon only appears in an IPv6 host)
 _BAD_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
+_IPV6_HOSTPORT = re.compile(r"\[[0-9a-f:.]+\](:[0-9]*)?")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNSAFE_BYTE = re.compile(r'[\x00-\x08\x0a-\x1f"():<>?@\[\\\]{}\x7f]')
 _LANGUAGE = re.compile(r"[0-9A-Za-z *,.;=-]*")
@@ -106,9 +107,10 @@ def origin_of(url: str) -> Origin:
     except ValueError as e:
         raise InvalidOriginError(url, str(e)) from None
     host = parts.hostname.lower()
-    # urlsplit is lenient where browsers refuse: "http://x@]" would give the host "]".
-    ipv6 = ":" in host and "%" not in host and isinstance(_ip(host), ipaddress.IPv6Address)
-    if not ipv6 and _BAD_HOST.search(host):
+    # urlsplit is lenient where browsers refuse: "http://a b/", "http://[::1]x/", "[v1.x]".
+    hostport = parts.netloc.rpartition("@")[2].lower()
+    ipv6 = bool(_IPV6_HOSTPORT.fullmatch(hostport)) and isinstance(_ip(host), ipaddress.IPv6Address)
+    if not ipv6 and (_BAD_HOST.search(host) or "[" in hostport):
         raise InvalidOriginError(url, f"'{host}' is not a host name a browser accepts")
     return Origin(scheme, host, DEFAULT_PORTS[scheme] if port is None else port)
 

@@ -40,11 +40,12 @@ def make_app(
         store.record(seen)
         preflight = is_preflight(request.method, request.headers)
         if preflight and not policy.preflight:
-            # The misconfiguration of the story: the route exists for GET/POST only.
-            resp: web.StreamResponse = web.json_response(
-                {"error": "method OPTIONS not allowed"}, status=405)
-        elif preflight:
-            resp = web.Response(status=204)
+            # The misconfiguration of the story: the route exists for GET/POST only, and the
+            # 405 carries no CORS headers at all.
+            seen.status = 405
+            return web.json_response({"error": "method OPTIONS not allowed"}, status=405)
+        if preflight:
+            resp: web.StreamResponse = web.Response(status=204)
         else:
             try:
                 resp = await handler(request)
