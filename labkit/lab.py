@@ -21,7 +21,6 @@ from aiohttp import web
 
 from . import logs, runtime
 from .apps import api as api_app
-from .apps import sio as sio_app
 from .apps import web as web_app
 from .apps.web import check_socketio_client
 from .apps.chat import ChatServer
@@ -259,6 +258,8 @@ class Lab:
             return _AiohttpServer(web_app.make_app(
                 svc.name, self.store, lambda: self.page_config(svc.name)))
         if svc.kind == "socketio":
+            from .apps import sio as sio_app  # socket.io pulls in requests & co: only when used
+
             origins = None if svc.origins is None else self.resolve_origins(svc.origins)
             return _AiohttpServer(sio_app.make_app(svc.name, self.store, origins))
         if svc.kind == "api":

@@ -167,7 +167,8 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
                                    r"handshake: Unexpected response code: 403")),
     ("cors-credentials", re.compile(r"blocked by CORS policy: .*(credentials mode is 'include'|"
                                     r"Access-Control-Allow-Credentials)")),
-    ("cors-preflight", re.compile(r"blocked by CORS policy: Response to preflight request")),
+    ("cors-preflight", re.compile(r"blocked by CORS policy: (Response to preflight request|"
+                                  r".* in preflight response)")),
     ("cors", re.compile(r"blocked by CORS policy")),
 )
 

@@ -3,7 +3,7 @@
 Each function names the spec it follows; WHATWG sections are cited by anchor (#cors-check) because
 living standards renumber. Where Chromium and the spec disagree the function follows Chromium and
 says so: tests compare every verdict with what the real browser did. Checks return a
-:class:`Verdict` whose ``detail``, when blocked, is Chromium's console sentence.
+:class:`Prediction` whose ``detail``, when blocked, is Chromium's console sentence.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _TLS = {"tls-handshake": "RFC 8446: https:// and wss:// begin with a TLS handsha
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Prediction:
     """A decision and its reason: ``reason`` is one of :data:`REASONS` exactly when blocked.
 
     ``rule`` cites the spec; ``detail`` explains, in Chromium's words when the outcome is blocked.
@@ -67,12 +67,12 @@ class Verdict:
         return self.outcome == "allowed"
 
 
-def _allow(rule: str, detail: str) -> Verdict:
-    return Verdict("allowed", None, rule, detail)
+def _allow(rule: str, detail: str) -> Prediction:
+    return Prediction("allowed", None, rule, detail)
 
 
-def _block(reason: str, rule: str, detail: str) -> Verdict:
-    return Verdict("blocked", reason, rule, detail)
+def _block(reason: str, rule: str, detail: str) -> Prediction:
+    return Prediction("blocked", reason, rule, detail)
 
 
 @dataclass(frozen=True, order=True)
@@ -203,7 +203,7 @@ def is_potentially_trustworthy(target: str | Origin) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
-def mixed_content_check(page_url: str, target_url: str) -> Verdict:
+def mixed_content_check(page_url: str, target_url: str) -> Prediction:
     """May a page at ``page_url`` fetch or open a socket to ``target_url``? (Mixed Content
     #should-block-fetch: decided before any byte is sent, so nothing reaches the server.)
 
@@ -305,7 +305,7 @@ def _include(credentials_mode: str) -> bool:
 
 
 def cors_check(request_origin: str | Origin, response_headers: Mapping[str, str],
-               credentials_mode: str = "omit") -> Verdict:
+               credentials_mode: str = "omit") -> Prediction:
     """May the page read this cross-origin response? (Fetch #cors-check)
 
     The browser still received it: CORS protects the reader, not the server. Checks run in
@@ -346,7 +346,7 @@ def _allow_list(value: str | None) -> set[str] | None:
 
 def preflight_check(request_origin: str | Origin, method: str, request_headers: Mapping[str, str],
                     status: int, preflight_headers: Mapping[str, str],
-                    credentials_mode: str = "omit") -> Verdict:
+                    credentials_mode: str = "omit") -> Prediction:
     """Does the OPTIONS answer let the actual request go? (Fetch #cors-preflight-fetch)
 
     ``request_headers`` are the headers the script sets on the actual request; ``status`` and
@@ -386,7 +386,7 @@ def preflight_check(request_origin: str | Origin, method: str, request_headers: 
 
 
 def websocket_origin_check(origin: str | None,
-                           allowlist: Sequence[str | None] | None = None) -> Verdict:
+                           allowlist: Sequence[str | None] | None = None) -> Prediction:
     """Does a WebSocket server accept a handshake carrying this ``Origin``? (RFC 6455 §4.2.2, §10.2)
 
     Browsers never CORS-check a handshake (Fetch runs it in "websocket" mode, tainting "basic"):
@@ -416,7 +416,7 @@ def _name_matches(host: str, name: str) -> bool:
     return host == name
 
 
-def tls_check(host: str, cert_names: Sequence[str] | None, trusted: bool = True) -> Verdict:
+def tls_check(host: str, cert_names: Sequence[str] | None, trusted: bool = True) -> Prediction:
     """Would Chromium accept the certificate that an https:// or wss:// ``host`` presents?
 
     ``cert_names``: the certificate's subjectAltName entries (Chromium ignores the subject CN);
