@@ -1,0 +1,198 @@
+"""Topology diagrams as SVG: the browser, each origin (scheme, host, port), and arrows coloured by
+what the real browser did (green: it worked; red: blocked, with the reason; grey: not tried).
+
+Pure: a topology (plus, optionally, the started lab's ports and an observation) in, SVG text out.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .topology import Service, Topology
+
+if TYPE_CHECKING:
+    from .observation import Observation
+
+GREEN, RED, GREY, INK = "#137333", "#c5221f", "#9aa0a6", "#202124"
+_API_STEPS = ("hello", "login", "rooms", "post-text")
+_WS_STEPS = ("socket", "chat", "steal")
+_BOX_W, _BOX_H, _ROW, _GAP = 250, 62, 78, 160
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: str
+    dst: str
+    label: str
+    colour: str
+
+
+def _edge_colour(states: list[str]) -> str:
+    if not states:
+        return GREY
+    if any(s in ("blocked", "error") for s in states):
+        return RED
+    return GREEN if all(s == "ok" for s in states) else GREY
+
+
+def edges(topology: Topology, visit: str = "web", obs: Observation | None = None,
+          reason: str | None = None) -> list[Edge]:
+    """Who talks to whom, and how it went."""
+    visited = topology.service(visit)
+    page_host = visited.target if visited.kind == "redirect" and visited.target else visit
+    out: list[Edge] = []
+    nav = RED if obs is not None and obs.navigation_error else (GREEN if obs else GREY)
+    if visited.kind == "redirect":
+        out.append(Edge("browser", visit, "http:// → 308", nav))
+    out.append(Edge("browser", page_host, "load the page", nav))
+    page_svc = page_host
+    host = topology.service(page_host)
+    if host.kind in ("proxy", "nginx"):
+        page_svc = next((r.upstream for r in host.routes if r.prefix == "/"), page_host)
+    page = topology.page_for(page_svc) if topology.service(page_svc).kind in ("web", "evil") \
+        else topology.page
+    steps = obs.steps if obs is not None else {}
+    blocked = f" ✗ {reason}" if reason else ""
+
+    def states(names: tuple[str, ...]) -> list[str]:
+        return [steps[n].state for n in names if n in steps]
+
+    api_states, ws_states, sio_states = states(_API_STEPS), states(_WS_STEPS), states(("sio",))
+    if page.same_origin:
+        if any(s in page.steps for s in _API_STEPS):
+            out.append(Edge("browser", page_host, "/api (same origin)", _edge_colour(api_states)))
+        if any(s in page.steps for s in _WS_STEPS):
+            scheme = page.ws_scheme or "wss"
+            out.append(Edge("browser", page_host, f"{scheme}:// /ws", _edge_colour(ws_states)))
+    else:
+        if page.api and any(s in page.steps for s in _API_STEPS):
+            c = _edge_colour(api_states)
+            out.append(Edge("browser", page.api, "fetch /api/…" + (blocked if c == RED else ""), c))
+        if page.ws and any(s in page.steps for s in _WS_STEPS):
+            ws = topology.service(page.ws)
+            scheme = page.ws_scheme or ("wss" if ws.tls else "ws")
+            c = _edge_colour(ws_states)
+            out.append(Edge("browser", page.ws, f"{scheme}:// WebSocket" + (blocked if c == RED else ""), c))
+        if page.sio and "sio" in page.steps:
+            c = _edge_colour(sio_states)
+            out.append(Edge("browser", page.sio, "socket.io polling" + (blocked if c == RED else ""), c))
+    for s in topology.services:
+        if s.kind in ("proxy", "nginx"):
+            for r in s.routes:
+                out.append(Edge(s.name, r.upstream, f"{r.prefix} →", GREY))
+
+    return out
+
+
+def _depths(topology: Topology, es: list[Edge]) -> dict[str, int]:
+    depth = {"browser": 0}
+    for _ in range(4):
+        for e in es:
+            if e.src in depth:
+                depth[e.dst] = max(depth.get(e.dst, 0), depth[e.src] + 1)
+    for s in topology.services:
+        depth.setdefault(s.name, 1)
+    return depth
+
+
+def _label(s: Service, ports: dict[str, int]) -> tuple[str, str]:
+    scheme = s.scheme
+    port = ports.get(s.name)
+    where = f"{scheme}://{s.host}" + (f":{port}" if port else ":<port>")
+    notes = []
+    if s.tls:
+        notes.append("TLS, " + {"lab": "lab cert", "own": f"cert for {s.host} only",
+                              "rogue": "cert from a rogue CA",
+                              "wrong-name": "cert for wrong.lab.test"}[s.cert])
+    else:
+        notes.append("plain, no TLS")
+    if s.kind == "api":
+        notes.append("CORS: " + s.cors.describe())
+    if s.kind in ("chat", "socketio"):
+        notes.append("Origin check: " + ("none" if s.origins is None else ", ".join(s.origins)))
+    if s.kind == "redirect":
+        notes.append(f"answers 308 → https ({s.target})")
+    if s.idle_timeout:
+        notes.append(f"idle timeout {s.idle_timeout:g} s")
+    return where, "; ".join(notes)
+
+
+def render(topology: Topology, *, visit: str = "web", ports: dict[str, int] | None = None,
+           obs: Observation | None = None, reason: str | None = None, title: str = "") -> str:
+    """The topology as an SVG picture (``ports``: service -> real port, when the lab runs)."""
+    ports = ports or {}
+    es = edges(topology, visit, obs, reason)
+    depth = _depths(topology, es)
+    cols: dict[int, list[str]] = {}
+    for name in ["browser", *[s.name for s in topology.services]]:
+        cols.setdefault(depth[name], []).append(name)
+    ncols = max(cols) + 1
+    width = 40 + ncols * (_BOX_W + _GAP)
+    height = 60 + max(len(v) for v in cols.values()) * _ROW
+    pos: dict[str, tuple[float, float]] = {}
+    for d, names in cols.items():
+        for i, name in enumerate(names):
+            pos[name] = (20 + d * (_BOX_W + _GAP), 40 + i * _ROW)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="system-ui,sans-serif" font-size="12">',
+        '<defs>' + "".join(
+            f'<marker id="a{c[1:]}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
+            f'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>'
+            for c in (GREEN, RED, GREY)) + '</defs>',
+        f'<text x="20" y="22" font-size="14" font-weight="600" fill="{INK}">'
+        f'{html.escape(title or topology.name)}</text>',
+    ]
+    seen_pairs: dict[tuple[str, str], int] = {}
+    for e in es:
+        x1, y1 = pos[e.src]
+        x2, y2 = pos[e.dst]
+        k = seen_pairs.get((e.src, e.dst), 0)
+        seen_pairs[(e.src, e.dst)] = k + 1
+        off = 10 + k * 14
+        sx, sy, tx, ty = x1 + _BOX_W, y1 + off, x2, y2 + off
+        parts.append(f'<line x1="{sx}" y1="{sy}" x2="{tx}" y2="{ty}" stroke="{e.colour}" '
+                     f'stroke-width="2" marker-end="url(#a{e.colour[1:]})"/>')
+        # Labels halfway along: edges fan out from one box, so their middles are apart.
+        lx, ly = (sx + tx) / 2, (sy + ty) / 2 - 4
+        parts.append(f'<text x="{lx}" y="{ly}" fill="{e.colour}" text-anchor="middle" '
+                     f'font-size="10">{html.escape(e.label)}</text>')
+    for name, (x, y) in pos.items():
+        if name == "browser":
+            head, where, sub = "browser (Chromium)", "", "the participant's page"
+            fill = "#e8f0fe"
+        else:
+            s = topology.service(name)
+            head = f"{name} ({s.kind})"
+            where, sub = _label(s, ports)
+            fill = "#fef7e0" if s.kind in ("proxy", "nginx", "redirect") else "#f1f3f4"
+        parts.append(f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="6" '
+                     f'fill="{fill}" stroke="#5f6368"/>')
+        parts.append(f'<text x="{x + 8}" y="{y + 16}" font-weight="600" fill="{INK}">'
+                     f'{html.escape(head)}</text>')
+        parts.append(f'<text x="{x + 8}" y="{y + 31}" fill="{INK}" font-family="monospace" '
+                     f'font-size="11">{html.escape(where)}</text>')
+        for i, chunk in enumerate((sub[:50], sub[50:100])):
+            if chunk:
+                parts.append(f'<text x="{x + 8}" y="{y + 45 + 12 * i}" fill="#3c4043" '
+                             f'font-size="10">{html.escape(chunk)}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+class Diagram:
+    """Displays as SVG in a notebook; ``str()`` is the SVG text."""
+
+    def __init__(self, svg: str) -> None:
+        self.svg = svg
+
+    def _repr_svg_(self) -> str:
+        return self.svg
+
+    def __str__(self) -> str:
+        return self.svg
+
+    def __repr__(self) -> str:
+        return f"<Diagram {len(self.svg)} bytes of SVG>"
