@@ -1,10 +1,15 @@
 """labkit — break and fix a real WebSocket deployment, in Jupyter.
 
 Importing labkit starts nothing: no thread, no socket, no browser.
+
+    lab = labkit.Lab().start()        # the messenger: web, api, chat on loopback, TLS on
+    labkit.run("cors-port-mismatch")  # a scenario, observed in a real Chromium
 """
 
 from .apps.cors import CorsPolicy
+from .browser import Browser
 from .errors import (
+    AssetMissingError,
     CAFileMissingError,
     InvalidOriginError,
     LabError,
@@ -15,12 +20,19 @@ from .errors import (
     UnknownScenarioError,
 )
 from .lab import Lab, stop_all
+from .observation import Observation
 from .pki import LabPKI
+from .routing import STORY_ROUTES, Route
+from .session import diagram, doctor, explain, reset, run, scenario, tour
 from .topology import Page, Service, Topology, messenger
+from .wire import capture
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "STORY_ROUTES",
+    "AssetMissingError",
+    "Browser",
     "CAFileMissingError",
     "CorsPolicy",
     "InvalidOriginError",
@@ -28,14 +40,24 @@ __all__ = [
     "LabError",
     "LabNotRunningError",
     "LabPKI",
+    "Observation",
     "Page",
     "PortInUseError",
+    "Route",
     "Service",
     "Topology",
     "TopologyError",
     "UnknownHostError",
     "UnknownScenarioError",
     "__version__",
+    "capture",
+    "diagram",
+    "doctor",
+    "explain",
     "messenger",
+    "reset",
+    "run",
+    "scenario",
     "stop_all",
+    "tour",
 ]

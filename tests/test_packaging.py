@@ -94,6 +94,9 @@ def test_environment_python_satisfies_requires_python() -> None:
 
 
 PINNED_ALL = [
+    "STORY_ROUTES",
+    "AssetMissingError",
+    "Browser",
     "CAFileMissingError",
     "CorsPolicy",
     "InvalidOriginError",
@@ -101,16 +104,26 @@ PINNED_ALL = [
     "LabError",
     "LabNotRunningError",
     "LabPKI",
+    "Observation",
     "Page",
     "PortInUseError",
+    "Route",
     "Service",
     "Topology",
     "TopologyError",
     "UnknownHostError",
     "UnknownScenarioError",
     "__version__",
+    "capture",
+    "diagram",
+    "doctor",
+    "explain",
     "messenger",
+    "reset",
+    "run",
+    "scenario",
     "stop_all",
+    "tour",
 ]
 
 

@@ -1,0 +1,153 @@
+"""What notebook cells call: one shared browser per kernel, and small functions that return objects
+which display themselves (tables, diagrams, screenshots). Machinery stays in the other modules.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from . import doctor as _doctor
+from . import runtime
+from .browser import Browser
+from .diagram import Diagram, render
+from .explain import Explanation
+from .explain import explain as _explain
+from .lab import Lab, stop_all
+from .pki import default_home
+from .scenarios import Scenario, get
+from .topology import Topology
+from .tour import Result, run_scenario
+from .tour import tour as _tour
+
+_lock = threading.Lock()
+_browser: Browser | None = None
+
+
+def shared_browser(headless: bool = True) -> Browser:
+    """The kernel's browser: started on first use, reused by every run, stopped at exit.
+    ``headless=False`` (on a laptop with a display) shows the window, for live demos."""
+    global _browser
+    with _lock:
+        if _browser is not None and _browser.headless != headless:
+            _browser.stop()
+            _browser = None
+        if _browser is None:
+            _browser = Browser(headless=headless)
+        return _browser
+
+
+def _stop_browser() -> None:
+    global _browser
+    with _lock:
+        b, _browser = _browser, None
+    if b is not None:
+        b.stop()
+
+
+runtime.on_shutdown(_stop_browser)
+
+
+def scenario(name: str) -> Scenario:
+    return get(name)
+
+
+def explain(name: str | Scenario) -> Explanation:
+    return _explain(name)
+
+
+def diagram(what: str | Scenario | Topology, lab: Lab | None = None,
+            result: Result | None = None) -> Diagram:
+    """A topology picture: of a scenario (by name), a topology, or a running lab (real ports)."""
+    sc = get(what) if isinstance(what, str) else what
+    topo = sc.topology if isinstance(sc, Scenario) else sc
+    visit = sc.visit if isinstance(sc, Scenario) else "web"
+    ports = {s.name: s.port for s in lab.services} if lab is not None and lab.running else {}
+    obs = result.observation if result is not None else None
+    if obs is not None and not ports:
+        ports = {name: port for port, name in obs.ports.items()}
+    return Diagram(render(topo, visit=visit, ports=ports, obs=obs,
+                          reason=result.verdict.reason if result else None))
+
+
+class Run:
+    """A scenario run for real, displayed as: expectation, diagram, what the browser showed."""
+
+    def __init__(self, result: Result) -> None:
+        self.result = result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.result, name)
+
+    def __repr__(self) -> str:
+        return repr(self.result)
+
+    def _repr_html_(self) -> str:
+        r = self.result
+        sc = r.scenario
+        return (r._repr_html_().split("</p>", 1)[0] + "</p>"
+                + f"<p><small>{html.escape(sc.explanation)}</small></p>"
+                + diagram(sc, result=r).svg
+                + r.observation._repr_html_())
+
+
+def run(name: str | Scenario, headless: bool = True) -> Run:
+    """Run one scenario in the kernel's browser and show what happened."""
+    return Run(run_scenario(name, shared_browser(headless)))
+
+
+class TourReport:
+    def __init__(self, results: Sequence[Result]) -> None:
+        self.results = list(results)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def __repr__(self) -> str:
+        from .tour import table
+
+        return table(self.results)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td><code>{html.escape(r.name)}</code></td><td>{r.scenario.expected}</td>"
+            f"<td style='color:{'#137333' if r.verdict.outcome == 'allowed' else '#c5221f'}'>"
+            f"<b>{r.verdict.outcome}</b></td><td>{html.escape(r.verdict.reason or '-')}</td>"
+            f"<td>{'✅' if r.ok else '❌ ' + html.escape('; '.join(r.problems))}</td>"
+            f"<td><small>{html.escape(r.scenario.rule)}</small></td></tr>" for r in self.results)
+        return ("<table><tr><th>scenario</th><th>expected</th><th>observed</th><th>reason</th>"
+                f"<th>as expected</th><th>rule</th></tr>{rows}</table>")
+
+
+def tour(names: Iterable[str] | None = None) -> TourReport:
+    return TourReport(_tour(list(names) if names else None, browser=shared_browser()))
+
+
+class DoctorReport:
+    def __init__(self, checks: list[_doctor.Check]) -> None:
+        self.checks = checks
+
+    def __repr__(self) -> str:
+        return "\n".join(c.line() for c in self.checks)
+
+    def _repr_html_(self) -> str:
+        return _doctor.html_table(self.checks)
+
+
+def doctor() -> DoctorReport:
+    return DoctorReport(_doctor.checks())
+
+
+def reset(ca: bool = False) -> str:
+    """Stop every lab and the browser. ``ca=True`` also deletes the lab state folder (the lab CA
+    is recreated, with new keys, on the next start)."""
+    stop_all()
+    _stop_browser()
+    if ca:
+        shutil.rmtree(default_home() / "pki", ignore_errors=True)
+        return "stopped every lab and the browser; deleted the lab CA (a new one comes next start)"
+    return "stopped every lab and the browser"
