@@ -37,6 +37,7 @@ from .observation import (
     SocketEvent,
     Step,
 )
+from .apps.store import Store
 from .pki import LabPKI
 
 log = logging.getLogger("labkit.browser")
@@ -240,7 +241,7 @@ class Browser:
         url: str,
         *,
         ports: dict[int, str] | None = None,
-        seen: Any = None,
+        seen: Store | None = None,
         timeout: float = 10.0,
         screenshot: bool = True,
         context_setup: Any = None,
@@ -248,15 +249,14 @@ class Browser:
     ) -> Observation:
         """Load ``url`` in a fresh context, wait for the page to finish its steps, report.
 
-        ``seen`` is a callable returning the servers' request log (to keep the part made during
-        this visit); ``context_setup`` an async callable given the context before the visit;
+        ``seen`` is the lab's store, whose request log gives the requests of this visit; ``context_setup`` an async callable given the context before the visit;
         ``before`` pages visited first in the same context (a victim logging in before an
         attacker's page is opened), whose step states are kept in ``Observation.before``.
         """
         if not self.running:
             await self._start()
         started = time.perf_counter()
-        seen_from = len(seen()) if seen else 0
+        seen_from = seen.recorded if seen else 0
         context = await self._browser.new_context(viewport={"width": 680, "height": 420})
         console: list[ConsoleMessage] = []
         page_errors: list[PageError] = []
@@ -311,7 +311,7 @@ class Browser:
             status=status,
             steps={k: Step(v["state"], v["detail"]) for k, v in steps_raw.items()},
             console=console, page_errors=page_errors, failed_requests=failed, sockets=sockets,
-            seen=list(seen()[seen_from:]) if seen else [], browser_version=self.version,
+            seen=seen.since(seen_from) if seen else [], browser_version=self.version,
             screenshot=shot, ports=dict(ports or {}), before=prior,
             seconds=time.perf_counter() - started,
         )

@@ -50,7 +50,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_tour(args: argparse.Namespace) -> int:
-    from . import tour
+    from . import runner
     from .browser import Browser
 
     if args.list:
@@ -66,15 +66,15 @@ def cmd_tour(args: argparse.Namespace) -> int:
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     browser = Browser()
     try:
-        results = tour.tour(selected, progress=progress, browser=browser,
+        results = runner.tour(selected, progress=progress, browser=browser,
                             screenshots=Path(args.screenshots) if args.screenshots else None)
         version = browser.version
     finally:
         browser.stop()
     if args.json:
-        print(tour.as_json(results, version), flush=True)
+        print(runner.as_json(results, version), flush=True)
     else:
-        print(tour.table(results))
+        print(runner.table(results))
         bad = [r for r in results if not r.ok]
         print(f"\n{len(results) - len(bad)} of {len(results)} scenarios behaved as expected "
               f"in Chromium {version}.")

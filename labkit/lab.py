@@ -321,7 +321,7 @@ class Lab:
                     ) -> tuple[str, dict[str, Any]]:
         url = self.page_url(service, path)
         ports = {i.port: i.name for i in self.services}
-        return url, {"ports": ports, "seen": self.requests,
+        return url, {"ports": ports, "seen": self.store,
                      "before": [self.page_url(b) for b in before]}
 
     def page_url(self, service: str, path: str = "/") -> str:
@@ -391,6 +391,11 @@ class Lab:
 
     def url(self, name: str, path: str = "") -> str:
         return self.info(name).url + path
+
+    def ws_url(self, name: str, path: str = "/ws") -> str:
+        """The ws:// or wss:// URL of ``path`` on any service (a proxy's /ws, say)."""
+        info = self.info(name)
+        return f"{'wss' if info.tls else 'ws'}://{_url_host(info.host)}:{info.port}{path}"
 
     def origin(self, name: str) -> str:
         return self.info(name).origin

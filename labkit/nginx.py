@@ -9,6 +9,7 @@ stops it by its PID (SIGQUIT: finish requests, then exit).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -16,13 +17,15 @@ import socket
 import ssl
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 from . import system
-from .errors import LabError
+from .errors import LabError, PortInUseError
 from .pki import CertFiles
 from .proxy import ProxyConfig
 
+log = logging.getLogger("labkit.nginx")
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -109,6 +112,9 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles, prefix: str,
         "        proxy_set_header Upgrade           $http_upgrade;",
         "        proxy_set_header Connection        $connection_upgrade;",
         "        # Origin and Cookie pass through untouched: the chat server's allow-list needs them.",
+        "",
+        "        # Only this name: never proxy for a Host we do not serve.",
+        f'        if ($host != "{host}") {{ return 421; }}',
     ]
     for r in sorted(cfg.routes, key=lambda r: -len(r.prefix)):
         lines += ["", f"        {_location(r.prefix)}{{", f"            proxy_pass http://{r.upstream};"]
@@ -135,6 +141,8 @@ class NginxServer:
         self.prefix: str | None = None
         self.conf_path: Path | None = None
         self.config_text = ""
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+        self._drain: asyncio.Future[None] | None = None
 
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
         exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
@@ -157,30 +165,44 @@ class NginxServer:
             exe, "-p", self.prefix, "-c", str(self.conf_path), "-e", "stderr",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        self._drain = asyncio.ensure_future(self._drain_stderr())
         try:
-            await self._wait_listening([port, *redirect_ports])
+            await self._wait_ready([port, *redirect_ports])
         except BaseException:
             await self.stop()
             raise
 
-    async def _wait_listening(self, ports: list[int], timeout: float = 10.0) -> None:
-        assert self.proc is not None
+    async def _drain_stderr(self) -> None:
+        """nginx logs to stderr: read it continuously (a full pipe would block nginx) into the
+        lab log, keeping the tail for error messages."""
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            self.stderr_tail.append(text)
+            log.info("nginx: %s", text)
+
+    async def _wait_ready(self, ports: list[int], timeout: float = 10.0) -> None:
+        """Ready once nginx wrote its pid file: it does so only after binding every listen
+        socket. If it exits first, say why — a port taken by someone else in particular."""
+        assert self.proc is not None and self.prefix is not None
+        pidfile = Path(self.prefix) / "nginx.pid"
         deadline = time.monotonic() + timeout
-        pending = list(ports)
-        while pending:
+        while True:
             if self.proc.returncode is not None:
-                err = await self.proc.stderr.read() if self.proc.stderr else b""
-                raise NginxStartError(err.decode(errors="replace"), str(self.conf_path))
+                await asyncio.sleep(0.05)  # let the drain task read the last lines
+                err = "\n".join(self.stderr_tail)
+                if "Address already in use" in err:
+                    port = next((p for p in ports if f":{p}" in err), ports[0])
+                    raise PortInUseError(self.cfg.name, port)
+                raise NginxStartError(err or f"exit code {self.proc.returncode}",
+                                      str(self.conf_path))
             try:
-                _, w = await asyncio.open_connection("127.0.0.1", pending[0])
-                w.close()
-                pending.pop(0)
-                continue
-            except OSError:
+                if int(pidfile.read_text().strip() or 0) == self.proc.pid:
+                    return
+            except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise NginxStartError(f"not listening on {pending} after {timeout:.0f} s",
-                                      str(self.conf_path))
+                raise NginxStartError(f"no pid file after {timeout:.0f} s", str(self.conf_path))
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
@@ -192,6 +214,10 @@ class NginxServer:
             except asyncio.TimeoutError:
                 proc.kill()
                 await proc.wait()
+        if self._drain is not None:
+            self._drain.cancel()
+            await asyncio.gather(self._drain, return_exceptions=True)
+            self._drain = None
         if self.prefix is not None:
             shutil.rmtree(self.prefix, ignore_errors=True)
             self.prefix = None

@@ -177,7 +177,9 @@ class ReverseProxy:
             if to_down in done and to_down.result() == "gone" and not down.closed:
                 await down.close(code=BACKEND_GONE, message=b"backend went away")
             # Let the other direction finish its closing handshake briefly, then stop it.
-            await asyncio.wait(pending, timeout=2)
+            other = pending & {to_up, to_down}
+            if other:
+                await asyncio.wait(other, timeout=2)
         finally:
             for t in tasks:
                 t.cancel()
@@ -227,9 +229,10 @@ async def _pump(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
                 await src.close(code=code, message=reason)
             return "closed"
         else:  # CLOSING, CLOSED, ERROR: the peer went away (or sent something too big)
-            if msg.type == WSMsgType.ERROR and isinstance(msg.data, aiohttp.WebSocketError):
-                if not dst.closed and side == "browser":
-                    await dst.close(code=1001, message=b"client went away")
+            if side == "browser" and not dst.closed:
+                # The browser vanished without a close frame: tell the backend it went away,
+                # rather than a clean 1000 it never said.
+                await dst.close(code=1001, message=b"client went away")
             return "gone"
 
 

@@ -73,11 +73,14 @@ def upstream_headers(headers: Iterable[tuple[str, str]], *, host: str, client_ip
     """Request headers for the upstream: hop-by-hop ones dropped, ``Origin`` and cookies kept
     (the chat server's allow-list and sessions must still work), and the X-Forwarded-* set so the
     backend knows who really called and how (``Host`` keeps the name the browser used)."""
+    items = list(headers)
+    # RFC 9110 §7.6.1: headers named in Connection are hop-by-hop too.
+    named = {n.strip().lower() for k, v in items if k.lower() == "connection" for n in v.split(",")}
     out: list[tuple[str, str]] = []
     prior_xff = ""
-    for k, v in headers:
+    for k, v in items:
         lk = k.lower()
-        if lk in HOP_BY_HOP or lk.startswith("sec-websocket-") or lk == "host":
+        if lk in HOP_BY_HOP or lk in named or lk.startswith("sec-websocket-") or lk == "host":
             continue
         if lk == "x-forwarded-for":
             prior_xff = v

@@ -98,8 +98,21 @@ def _shutdown() -> None:
         except Exception:  # exiting anyway: one failing hook must not keep others from running
             pass
     if _loop is not None and not _loop.is_closed() and _thread is not None and _thread.is_alive():
+        # Cancel what is still running (a relay mid-close, say) so nothing is destroyed pending.
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), _loop).result(5)
+        except Exception:
+            pass
         _loop.call_soon_threadsafe(_loop.stop)
         _thread.join(timeout=5)
+
+
+async def _cancel_all() -> None:
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    await asyncio.wait(tasks, timeout=3) if tasks else None
 
 
 atexit.register(_shutdown)

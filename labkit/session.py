@@ -20,8 +20,8 @@ from .lab import Lab, stop_all
 from .pki import default_home
 from .scenarios import Scenario, get
 from .topology import Topology
-from .tour import Result, run_scenario
-from .tour import tour as _tour
+from .runner import Result, run_scenario
+from .runner import tour as _tour
 
 _lock = threading.Lock()
 _browser: Browser | None = None
@@ -108,7 +108,7 @@ class TourReport:
         return all(r.ok for r in self.results)
 
     def __repr__(self) -> str:
-        from .tour import table
+        from .runner import table
 
         return table(self.results)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from . import runtime
 from .apps.chat import ChatServer
 from .apps.store import Store
-from .clients import ws_connect
-from .lab import bind_loopback
+from .clients import http_session, ws_connect
+from .lab import Lab, bind_loopback
 from .pki import LabPKI
 
 OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
@@ -169,4 +169,46 @@ def capture(tls: bool = False, secret: str = "meet me at 6", pki: LabPKI | None 
     return runtime.run(_acapture(tls, secret, (pki or LabPKI()).ensure()))
 
 
-__all__ = ["Capture", "Frame", "capture", "parse_frames"]
+
+
+@dataclass(frozen=True)
+class PollingComparison:
+    messages: int
+    polling_requests: int
+    socket_handshakes: int
+    socket_frames: int
+
+    def __repr__(self) -> str:
+        return (f"{self.messages} chat updates by polling the API:   {self.polling_requests} "
+                f"HTTP requests, each with full headers\n"
+                f"{self.messages} chat updates over one WebSocket: {self.socket_handshakes} "
+                f"HTTP handshake, then {self.socket_frames} small frames on the same connection")
+
+
+def polling_vs_socket(lab: Lab, n: int = 10) -> PollingComparison:
+    """Get ``n`` chat updates twice — by polling the API, and over one WebSocket — and count
+    what the servers saw."""
+
+    async def go() -> PollingComparison:
+        before = len(lab.requests())
+        async with http_session(lab.pki) as session:
+            for _ in range(n):
+                async with session.get(lab.url("api", "/api/history?room=general")) as r:
+                    await r.read()
+        polled = [s for s in lab.requests()[before:] if s["service"] == "api"]
+        before = len(lab.requests())
+        frames = 0
+        async with ws_connect(lab.url("chat"), lab.pki) as ws:
+            await ws.send(json.dumps({"type": "join", "room": "general"}))
+            await ws.recv()
+            for i in range(n):
+                await ws.send(json.dumps({"type": "say", "text": f"update {i}"}))
+                await ws.recv()
+                frames += 2
+        shakes = [s for s in lab.requests()[before:] if s["service"] == "chat"]
+        return PollingComparison(n, len(polled), len(shakes), frames)
+
+    return runtime.run(go())
+
+
+__all__ = ["Capture", "Frame", "PollingComparison", "capture", "parse_frames", "polling_vs_socket"]

@@ -36,3 +36,24 @@ def lab() -> Iterator["object"]:
         yield lab
     finally:
         lab.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(lab_home: Path) -> Iterator[object]:
+    """One real headless Chromium for the whole session (launching costs ~0.5 s; each visit gets a
+    fresh context, so sharing it leaks nothing between tests). Missing Chromium fails in CI, where
+    a skipped browser test would hide exactly the claims the lab makes, and skips elsewhere."""
+    from labkit import LabPKI, system
+    from labkit.browser import Browser
+
+    if system.find_browser() is None:
+        cmd = system.install_command(["chromium"])
+        if system.in_ci():
+            pytest.fail(f"no Chromium found, and CI must run the browser tests. Install: {cmd}",
+                        pytrace=False)
+        pytest.skip(f"no Chromium found; install it with: {cmd}")
+    b = Browser(LabPKI(lab_home)).start()
+    try:
+        yield b
+    finally:
+        b.stop()

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..policy import LAB_DOMAIN
 from .cors import CorsPolicy, is_preflight, response_headers
-from .store import ROOMS, SESSION_COOKIE, Seen, Store
+from .store import ROOMS, SESSION_COOKIE, Seen, Store, forwarded
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Small on purpose: the API takes tiny JSON bodies; anything bigger is refused with 413.
@@ -36,7 +36,8 @@ def make_app(
         origin = request.headers.get("Origin")
         seen = Seen(name, request.method, request.path_qs, origin,
                     request.headers.get("Sec-Fetch-Site"),
-                    user=store.user_for(request.headers.get("Cookie")))
+                    user=store.user_for(request.headers.get("Cookie")),
+                    forwarded=forwarded(request.headers))
         store.record(seen)
         preflight = is_preflight(request.method, request.headers)
         if preflight and not policy.preflight:
@@ -50,7 +51,10 @@ def make_app(
             try:
                 resp = await handler(request)
             except web.HTTPException as exc:
-                resp = exc
+                # An error the browser may read too (CORS applies to 404s): same headers.
+                exc.headers.update(response_headers(policy, origin, allowed, preflight))
+                seen.status = exc.status
+                raise
         resp.headers.update(response_headers(policy, origin, allowed, preflight))
         seen.status = resp.status
         return resp
@@ -74,7 +78,10 @@ def make_app(
         # sibling page (evil.lab.test) ride on it in the hijacking lesson.
         host = (request.host or "").rsplit(":", 1)[0]
         domain = LAB_DOMAIN if host.endswith("." + LAB_DOMAIN) else None
-        resp.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, secure=request.secure,
+        # Behind labkit's TLS proxy the backend speaks plain HTTP on loopback; the proxy says
+        # the browser's side was https, so the cookie must still be Secure.
+        secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+        resp.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, secure=secure,
                         samesite=cookie_samesite, domain=domain)
         return resp
 

@@ -28,7 +28,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .store import Seen, Store
+from .store import Seen, Store, forwarded
 
 #: Largest accepted message; bigger frames close the connection with 1009 (message too big).
 MAX_MESSAGE = 64 * 1024
@@ -75,7 +75,8 @@ class ChatServer:
         h: Headers = request.headers
         self.store.record(Seen(self.name, "GET", request.path, h.get("Origin"),
                                h.get("Sec-Fetch-Site"), status=response.status_code, kind="ws",
-                               user=self.store.user_for(h.get("Cookie"))))
+                               user=self.store.user_for(h.get("Cookie")),
+                               forwarded=forwarded(h)))
 
     async def handler(self, ws: ServerConnection) -> None:
         assert ws.request is not None

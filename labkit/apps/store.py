@@ -28,14 +28,27 @@ class Seen:
     status: int | None = None
     kind: str = "http"  # "http" | "ws"
     user: str | None = None
+    #: Host and X-Forwarded-* as received: what a reverse proxy told the backend.
+    forwarded: dict[str, str] = field(default_factory=dict)
+    seq: int = -1
     at: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "service": self.service, "kind": self.kind, "method": self.method, "path": self.path,
             "origin": self.origin, "sec_fetch_site": self.sec_fetch_site, "status": self.status,
-            "user": self.user,
+            "user": self.user, "forwarded": dict(self.forwarded),
         }
+
+
+FORWARDED = ("Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+
+
+def forwarded(headers: Any) -> dict[str, str]:
+    """Host and X-Forwarded-* of a request that came through a proxy; {} for a direct one."""
+    if "X-Forwarded-For" not in headers:
+        return {}
+    return {h: headers[h] for h in FORWARDED if h in headers}
 
 
 class Store:
@@ -46,6 +59,7 @@ class Store:
         }
         self.counter = 0
         self.seen: deque[Seen] = deque(maxlen=2000)
+        self.recorded = 0  # how many requests were ever recorded: the next one's sequence number
         self._seq = itertools.count(1)
 
     def login(self, user: str) -> str:
@@ -69,4 +83,11 @@ class Store:
         return msg
 
     def record(self, seen: Seen) -> None:
+        seen.seq = self.recorded
+        self.recorded += 1
         self.seen.append(seen)
+
+    def since(self, mark: int) -> list[dict[str, Any]]:
+        """Requests recorded from ``mark`` (a past value of ``recorded``) on. The log is a bounded
+        ring, so positions shift once it is full; sequence numbers do not."""
+        return [s.as_dict() for s in self.seen if s.seq >= mark]

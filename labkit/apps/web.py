@@ -107,8 +107,9 @@ def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]]) -> w
         store.record(seen)
         try:
             resp: web.StreamResponse = await handler(request)
-        except web.HTTPException as exc:
-            resp = exc
+        except web.HTTPException as exc:  # 404 and friends: record, then let aiohttp answer
+            seen.status = exc.status
+            raise
         seen.status = resp.status
         return resp
 

@@ -1,0 +1,329 @@
+"""Real nginx running the config labkit renders: the same one-origin topology as labkit's proxy.
+
+nginx is a system piece: missing, these tests fail in CI (where skipping would hide the lesson) and
+skip elsewhere, with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from labkit import Lab, LabPKI, PortInUseError, runtime, scenarios, system
+from labkit.clients import http_session, ws_connect
+from labkit.lab import bind_loopback
+from labkit.nginx import NginxServer
+from labkit.proxy import ProxyConfig
+from labkit.routing import STORY_ROUTES
+
+HOST = "app.lab.test"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def need_nginx() -> None:
+    if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
+        return
+    cmd = system.install_command(["nginx"])
+    if system.in_ci():
+        pytest.fail(f"nginx is missing, and CI must run the nginx lesson. Install: {cmd}",
+                    pytrace=False)
+    pytest.skip(f"nginx is missing; install it with: {cmd}")
+
+
+def topology(name: str = "nginx-proxy") -> Any:
+    topo = scenarios.get("nginx-proxy").topology
+    return topo if name == "nginx-proxy" else replace(topo, name=name)
+
+
+def nginx_pids(conf: str) -> tuple[str, set[int]]:
+    """The temp folder of a running nginx (from its config) and the PIDs of its master (from the
+    pid file) and workers."""
+    found = re.search(r"^pid (\S+)/nginx\.pid;$", conf, re.M)
+    assert found, conf
+    prefix = found.group(1)
+    master = psutil.Process(int(Path(prefix, "nginx.pid").read_text().strip()))
+    assert "nginx" in master.name()
+    return prefix, {master.pid} | {c.pid for c in master.children(recursive=True)}
+
+
+def nginx_children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if "nginx" in p.name()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(scope="module")
+def nginx_lab() -> Iterator[Lab]:
+    lab = Lab(topology()).start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+# -- the config ----------------------------------------------------------------------------------
+def test_config_has_the_websocket_tls_and_redirect_pieces(nginx_lab: Lab) -> None:
+    conf = nginx_lab.nginx_config("proxy")
+    port, rport = nginx_lab.info("proxy").port, nginx_lab.info("redirect").port
+    assert re.search(r"map \$http_upgrade \$connection_upgrade \{\s*default upgrade;\s*'' +close;",
+                     conf)
+    assert "proxy_set_header Upgrade           $http_upgrade;" in conf
+    assert "proxy_set_header Connection        $connection_upgrade;" in conf
+    assert "proxy_http_version 1.1;" in conf
+    assert re.search(r"proxy_read_timeout \S+;", conf)
+    for h in ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"):
+        assert f"proxy_set_header {h}" in conf, h
+    assert f"listen 127.0.0.1:{rport};" in conf
+    assert f"return 308 https://{HOST}:{port}$request_uri;" in conf
+    assert f"listen 127.0.0.1:{port} ssl;" in conf
+    assert re.search(r"ssl_certificate +/\S+\.pem;", conf)
+    assert re.search(r"ssl_certificate_key +/\S+\.key;", conf)
+    assert "location ~ ^/api(/|$) {" in conf and "location ~ ^/ws(/|$) {" in conf
+
+
+# -- traffic through real nginx ------------------------------------------------------------------
+def test_api_and_page_through_nginx(nginx_lab: Lab) -> None:
+    base = nginx_lab.origin("proxy")
+
+    async def go() -> tuple[int, Any, str | None, int, str]:
+        async with http_session(nginx_lab.pki) as s:
+            async with s.get(base + "/api/hello") as r:
+                status, body, server = r.status, await r.json(), r.headers.get("Server")
+            async with s.get(base + "/") as r:
+                return status, body, server, r.status, await r.text()
+
+    status, body, server, page_status, page = asyncio.run(go())
+    assert (status, body) == (200, {"service": "api", "message": "hello from the API"})
+    assert server is not None and server.startswith("nginx")  # really nginx in front
+    assert page_status == 200 and "labkit messenger — nginx-proxy" in page
+    assert [r["path"] for r in nginx_lab.requests("api")][-1] == "/api/hello"
+
+
+def test_chat_over_wss_through_nginx(nginx_lab: Lab) -> None:
+    url = nginx_lab.origin("proxy").replace("https://", "wss://") + "/ws"
+
+    async def go() -> tuple[str, str, int]:
+        async with ws_connect(url, nginx_lab.pki, origin=nginx_lab.origin("proxy")) as ws:
+            await ws.send(json.dumps({"type": "join", "room": "general"}))
+            history = json.loads(await asyncio.wait_for(ws.recv(), 5))["type"]
+            await ws.send(json.dumps({"type": "say", "text": "via nginx"}))
+            text = json.loads(await asyncio.wait_for(ws.recv(), 5))["text"]
+        try:
+            async with ws_connect(url, nginx_lab.pki, origin="https://evil.lab.test"):
+                forged = 101
+        except InvalidStatus as e:
+            forged = e.response.status_code
+        return history, text, forged
+
+    # The twin: the same handshake with a forged Origin is refused by the chat server via nginx.
+    assert asyncio.run(go()) == ("history", "via nginx", 403)
+
+
+def test_nginx_redirect_keeps_path_and_query_and_ignores_host(nginx_lab: Lab) -> None:
+    rport, port = nginx_lab.info("redirect").port, nginx_lab.info("proxy").port
+
+    async def location(host: str) -> tuple[int, str]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", rport)
+        writer.write(f"GET /path?q=1 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        head = (await asyncio.wait_for(reader.read(), 5)).decode().split("\r\n\r\n")[0]
+        writer.close()
+        await writer.wait_closed()
+        status = int(head.split()[1])
+        loc = re.search(r"^Location: (\S+)", head, re.M | re.I)
+        return status, loc.group(1) if loc else ""
+
+    want = (308, f"https://{HOST}:{port}/path?q=1")
+    assert asyncio.run(location(f"{HOST}:{rport}")) == want
+    assert asyncio.run(location("evil.example")) == want
+
+
+def test_nginx_listens_on_loopback_only(nginx_lab: Lab) -> None:
+    _, pids = nginx_pids(nginx_lab.nginx_config())
+    ports = {s.port for s in nginx_lab.services}
+    conns = [c for p in [psutil.Process(), *map(psutil.Process, pids)]
+             for c in p.net_connections(kind="inet")
+             if c.status == psutil.CONN_LISTEN and c.laddr.port in ports]
+    assert {c.laddr.port for c in conns} == ports
+    assert {c.laddr.ip for c in conns} == {"127.0.0.1"}
+
+
+class CloseRecorder:
+    """A websockets echo backend that records the close frames it receives; the text
+    ``close:CODE:REASON`` makes it close with that code and reason."""
+
+    def __init__(self) -> None:
+        self.closes: list[tuple[int | None, str | None]] = []
+        self.port = 0
+        self.server: Any = None
+
+    async def handler(self, ws: ServerConnection) -> None:
+        try:
+            async for msg in ws:
+                if isinstance(msg, str) and msg.startswith("close:"):
+                    _, code, reason = msg.split(":", 2)
+                    await ws.close(int(code), reason)
+                    return
+                await ws.send(msg)
+        except ConnectionClosed:
+            pass
+        self.closes.append((ws.close_code, ws.close_reason))
+
+    async def start(self) -> None:
+        self.server = await serve(self.handler, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def test_close_code_and_reason_survive_nginx() -> None:
+    pki = LabPKI().ensure()
+    backend = CloseRecorder()
+    runtime.run(backend.start())
+    up = f"http://127.0.0.1:{backend.port}"
+    cfg = ProxyConfig(name="nginx-close-test", routes=STORY_ROUTES, hosts=(HOST,),
+                      upstreams={"web": up, "api": up, "chat": up})
+    nginx = NginxServer(cfg, pki.cert("lab"))
+    sock = bind_loopback("127.0.0.1", 0, "nginx")
+    url = f"wss://{HOST}:{sock.getsockname()[1]}/ws"
+    try:
+        runtime.run(nginx.start(sock, None))
+
+        async def client_closes() -> None:
+            async with ws_connect(url, pki) as ws:
+                await ws.send("hi")
+                assert await asyncio.wait_for(ws.recv(), 5) == "hi"
+                await ws.close(4001, "bye")
+
+        async def backend_closes() -> tuple[int | None, str | None]:
+            async with ws_connect(url, pki) as ws:
+                await ws.send("close:4002:server bye")
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                return ws.close_code, ws.close_reason
+
+        asyncio.run(client_closes())
+        deadline = time.monotonic() + 5
+        while not backend.closes and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert backend.closes == [(4001, "bye")]
+        assert asyncio.run(backend_closes()) == (4002, "server bye")
+    finally:
+        runtime.run(nginx.stop())
+        runtime.run(backend.stop())
+
+
+# -- lifecycle -----------------------------------------------------------------------------------
+def test_stop_leaves_no_nginx_and_no_temp_folder_and_is_idempotent() -> None:
+    lab = Lab(topology("nginx-stop-test")).start()
+    try:
+        prefix, pids = nginx_pids(lab.nginx_config())
+        assert os.path.isdir(prefix) and all(alive(p) for p in pids) and len(pids) >= 2
+        ports = [s.port for s in lab.services]
+    finally:
+        lab.stop()
+    assert not [p for p in pids if alive(p)]
+    assert not os.path.exists(prefix)
+    for port in ports:  # every port is free again
+        bind_loopback("127.0.0.1", port, "check").close()
+    lab.stop()  # a second stop is a no-op
+    assert not lab.running
+
+
+@pytest.mark.parametrize("service", ["proxy", "redirect"])
+def test_port_in_use_is_a_port_in_use_error_and_leaves_no_nginx(service: str) -> None:
+    before = nginx_children()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        lab = Lab(topology(f"nginx-busy-{service}"), ports={service: port})
+        with pytest.raises(PortInUseError) as err:
+            lab.start()
+    assert (err.value.service, err.value.port) == (service, port)
+    assert f"port {port} for service '{service}' is already in use" in str(err.value)
+    assert not lab.running
+    assert nginx_children() == before
+    lab.stop()
+
+
+def test_port_taken_after_labkit_released_it_is_a_port_in_use_error(monkeypatch:
+                                                                     pytest.MonkeyPatch) -> None:
+    """labkit reserves nginx's port, then closes its socket just before nginx binds it; if another
+    program takes it in that gap, nginx cannot listen. The learner should get the same error as
+    for a port that was busy from the start, with nothing left running."""
+    import labkit.nginx as nginx_mod
+
+    thief = socket.socket()
+    real_exec = asyncio.create_subprocess_exec
+    seen: dict[str, Any] = {}
+
+    async def steal_then_exec(*args: Any, **kw: Any) -> Any:
+        prefix = args[args.index("-p") + 1]
+        port = int(re.findall(r"listen 127\.0\.0\.1:(\d+) ssl;",
+                              Path(prefix, "nginx.conf").read_text())[0])
+        thief.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        thief.bind(("127.0.0.1", port))
+        thief.listen()
+        seen.update(prefix=prefix, port=port)
+        return await real_exec(*args, **kw)
+
+    monkeypatch.setattr(nginx_mod.asyncio, "create_subprocess_exec", steal_then_exec)
+    before = nginx_children()
+    lab = Lab(topology("nginx-race-test"))
+    err: Exception | None = None
+    try:
+        lab.start()
+    except Exception as e:
+        err = e
+    finally:
+        thief.close()
+        lab.stop()
+    assert err is not None, (
+        "lab.start() reported a running lab although nginx could not bind its port: the "
+        "readiness probe was answered by the program that took the port")
+    assert not lab.running
+    assert nginx_children() == before
+    assert not os.path.exists(seen["prefix"])
+    assert isinstance(err, PortInUseError), repr(err)
+    assert err.port == seen["port"]
+
+
+def test_tls_through_nginx_is_for_the_lab_name(nginx_lab: Lab) -> None:
+    port = nginx_lab.info("proxy").port
+
+    async def handshake(name: str) -> None:
+        _, w = await asyncio.open_connection("127.0.0.1", port,
+                                             ssl=nginx_lab.pki.client_context(),
+                                             server_hostname=name)
+        w.close()
+        try:
+            await w.wait_closed()
+        except (OSError, ssl.SSLError):
+            pass
+
+    asyncio.run(handshake(HOST))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        asyncio.run(handshake("example.com"))
