@@ -19,6 +19,7 @@ from .errors import (
     UnknownHostError,
     UnknownScenarioError,
 )
+from .exercises import exercise
 from .lab import Lab, stop_all
 from .observation import Observation
 from .pki import LabPKI
@@ -53,6 +54,7 @@ __all__ = [
     "capture",
     "diagram",
     "doctor",
+    "exercise",
     "explain",
     "messenger",
     "reset",

@@ -117,6 +117,7 @@ PINNED_ALL = [
     "capture",
     "diagram",
     "doctor",
+    "exercise",
     "explain",
     "messenger",
     "reset",
