@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # JupyterLab refuses to run as root without this flag; participants' laptops are not root.
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: lab test setup system lint types bench clean
+.PHONY: lab test setup system notebooks lint types bench clean
 
 lab: setup
 	$(PY) -m ipykernel install --sys-prefix --name labkit --display-name "labkit (Python 3)" >/dev/null
@@ -33,6 +33,10 @@ system: $(VENV)/.installed
 node_modules/.installed: package.json package-lock.json | system
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Re-execute the workshop notebooks and stamp them with this labkit's fingerprint.
+notebooks: setup
+	$(PY) -m labkit.nbtools notebooks/*.ipynb
 
 lint: setup
 	$(VENV)/bin/ruff check labkit tests bench

@@ -47,7 +47,6 @@ import pickle
 import statistics
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,8 +206,9 @@ def summarise(name: str, topology: Topology, visits: Sequence[Visit],
     listeners = sorted({k for v in visits for k in v.handshakes})
     by_listener = {k: median(v.handshakes.get(k, 0) for v in visits) or 0.0 for k in listeners}
     steps = sorted({s for v in visits for s in v.steps})
-    steps_ms = {s: m for s in steps
-                if (m := median(v.steps[s][1] for v in visits if s in v.steps)) is not None}
+    steps_ms = {s: m for s in steps  # when each step turned ok (a failure has no such time)
+                if (m := median(v.steps[s][1] for v in visits
+                                if v.steps.get(s, ("",))[0] == "ok")) is not None}
     samples = tuple(v.first_message_ms for v in visits)
     blind = set(uncounted) & set(reached)
     return DeploymentCost(
@@ -261,6 +261,28 @@ def ratios(a: DeploymentCost, b: DeploymentCost) -> dict[str, float | None]:
     return out
 
 
+#: The rows that depend only on the deployment's shape.
+STRUCTURE = ("entry_points", "certificates", "origins", "cors", "processes", "listeners")
+
+
+class Structure:
+    def __init__(self, table: list[list[str]]) -> None:
+        self.table = table
+
+    def __repr__(self) -> str:
+        widths = [max(len(r[i]) for r in self.table) for i in range(len(self.table[0]))]
+        return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+                         for r in self.table)
+
+    def _repr_html_(self) -> str:
+        head, *body = self.table
+        th = "".join(f"<th>{html.escape(c)}</th>" for c in head)
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                       for r in body)
+        return f"<table><tr>{th}</tr>{rows}</table>"
+
+
 @dataclass(frozen=True)
 class CostReport:
     deployments: tuple[DeploymentCost, ...]
@@ -285,10 +307,36 @@ class CostReport:
         """Deployment ``a``'s figures as multiples of ``b``'s."""
         return ratios(self[a], self[b])
 
-    def _table(self) -> list[list[str]]:
+    def _table(self, keys: Iterable[str] | None = None) -> list[list[str]]:
+        wanted = set(keys) if keys is not None else {k for k, _, _ in METRICS}
         head = ["", *(d.name for d in self.deployments)]
         return [head, *([label, *(_fmt(get(d)) for d in self.deployments)]
-                        for _, label, get in METRICS)]
+                        for key, label, get in METRICS if key in wanted)]
+
+    def structure(self) -> Structure:
+        """Only what follows from the deployment's shape (the same on every machine)."""
+        return Structure(self._table(STRUCTURE))
+
+    def plot(self) -> Any:
+        """A bar chart of the measured figures (matplotlib figure)."""
+        import matplotlib.pyplot as plt
+
+        names = [d.name for d in self.deployments]
+        panels = [("TLS entry points", [d.n_entry_points for d in self.deployments]),
+                  ("TLS handshakes per page", [d.handshakes or 0 for d in self.deployments]),
+                  ("page load → first message (ms)",
+                   [d.first_message_ms or 0 for d in self.deployments])]
+        fig, axes = plt.subplots(1, len(panels), figsize=(11, 3.2))
+        colours = ["#9aa0a6", "#137333", "#c5221f", "#1a73e8"][:len(names)]
+        for ax, (title, values) in zip(axes, panels, strict=True):
+            ax.bar(names, values, color=colours)
+            ax.set_title(title, fontsize=10)
+            ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+        fig.suptitle(f"What each deployment costs ({self.rounds} page sessions each, medians)",
+                     fontsize=11)
+        fig.tight_layout()
+        plt.close(fig)  # displayed by the notebook as the cell's value, not twice
+        return fig
 
     def __repr__(self) -> str:
         table = self._table()
@@ -314,24 +362,7 @@ class CostReport:
 
 
 # -- measuring ----------------------------------------------------------------------------------
-class _CountingLab(Lab):
-    """A Lab whose TLS listeners count the ClientHellos they receive."""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.hellos: Counter[str] = Counter()
-
-    def _server_context(self, svc: Service) -> Any:
-        ctx = super()._server_context(svc)
-
-        def hello(_obj: Any, _server_name: str | None, _ctx: Any) -> None:
-            self.hellos[svc.name] += 1  # runs on the lab loop, as the handshake does
-
-        ctx.sni_callback = hello
-        return ctx
-
-
-async def _visit(lab: _CountingLab, service: str) -> Visit:
+async def _visit(lab: Lab, service: str) -> Visit:
     urls: list[str] = []
     steps: dict[str, tuple[str, float]] = {}
 
@@ -341,9 +372,9 @@ async def _visit(lab: _CountingLab, service: str) -> Visit:
         await context.add_init_script(_STEP_CLOCK)
         context.on("request", lambda r: urls.append(r.url))
 
-    before = dict(lab.hellos)
+    before = dict(lab.tls_hellos)
     obs = await lab.avisit(service, context_setup=setup, screenshot=False)
-    return Visit(handshakes_between(before, lab.hellos), dict(steps),
+    return Visit(handshakes_between(before, lab.tls_hellos), dict(steps),
                  tuple(u for u in [*urls, *(s.url for s in obs.sockets)]
                        if urlsplit(u).scheme in ("https", "wss")),
                  str(obs.verdict()))
@@ -419,12 +450,12 @@ async def _measure(browser: Browser | None, names: Sequence[str], rounds: int, w
         raise ValueError(f"unknown deployments {unknown}; choose from {', '.join(catalogue)}")
     own = browser is None
     b = browser or Browser()
-    labs: dict[str, tuple[_CountingLab, str]] = {}
+    labs: dict[str, tuple[Lab, str]] = {}
     try:
         await b.astart()
         for name in names:
             topo, service = catalogue[name]
-            labs[name] = (_CountingLab(topo, browser=b, pki=b.pki), service)
+            labs[name] = (Lab(topo, browser=b, pki=b.pki), service)
             await labs[name][0].astart()
         visits: dict[str, list[Visit]] = {n: [] for n in labs}
         # Rounds interleave the deployments, so a burst of load elsewhere hits all of them alike.

@@ -46,7 +46,8 @@ def edges(topology: Topology, visit: str = "web", obs: Observation | None = None
     nav = RED if obs is not None and obs.navigation_error else (GREEN if obs else GREY)
     if visited.kind == "redirect":
         out.append(Edge("browser", visit, "http:// → 308", nav))
-    out.append(Edge("browser", page_host, "load the page", nav))
+    if obs is None or not obs.url.startswith("python"):
+        out.append(Edge("browser", page_host, "load the page", nav))
     page_svc = page_host
     host = topology.service(page_host)
     if host.kind in ("proxy", "nginx"):
@@ -120,7 +121,8 @@ def _label(s: Service, ports: dict[str, int]) -> tuple[str, str]:
 
 
 def render(topology: Topology, *, visit: str = "web", ports: dict[str, int] | None = None,
-           obs: Observation | None = None, reason: str | None = None, title: str = "") -> str:
+           obs: Observation | None = None, reason: str | None = None, title: str = "",
+           client: str = "browser") -> str:
     """The topology as an SVG picture (``ports``: service -> real port, when the lab runs)."""
     ports = ports or {}
     es = edges(topology, visit, obs, reason)
@@ -161,7 +163,9 @@ def render(topology: Topology, *, visit: str = "web", ports: dict[str, int] | No
                      f'font-size="10">{html.escape(e.label)}</text>')
     for name, (x, y) in pos.items():
         if name == "browser":
-            head, where, sub = "browser (Chromium)", "", "the participant's page"
+            head, where, sub = (("browser (Chromium)", "", "the participant's page")
+                                if client == "browser" else
+                                ("Python client", "", "server to server: no browser"))
             fill = "#e8f0fe"
         else:
             s = topology.service(name)

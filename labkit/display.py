@@ -34,7 +34,9 @@ def observation_html(obs: Observation) -> str:
     if norm["console"]:
         lines = "<br>".join(_esc(m) for m in norm["console"])
         rows.append(f"<tr><th>console</th><td><small><code>{lines}</code></small></td></tr>")
-    rows.append(f"<tr><th>browser</th><td>Chromium {_esc(obs.browser_version)}</td></tr>")
+    client = obs.browser_version if obs.browser_version.startswith("python") \
+        else f"Chromium {obs.browser_version}"
+    rows.append(f"<tr><th>client</th><td>{_esc(client)}</td></tr>")
     table = f"<table style='font-size:13px;max-width:560px'>{''.join(rows)}</table>"
     img = ""
     if obs.screenshot:

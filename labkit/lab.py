@@ -13,6 +13,7 @@ import html
 import socket
 import ssl
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,13 +23,13 @@ from aiohttp import web
 from . import logs, runtime
 from .apps import api as api_app
 from .apps import web as web_app
-from .apps.web import check_socketio_client
 from .apps.chat import ChatServer
 from .apps.store import Store
+from .apps.web import check_socketio_client
 from .browser import Browser
 from .errors import LabNotRunningError, PortInUseError, TopologyError
-from .observation import Observation
 from .nginx import NginxServer
+from .observation import Observation
 from .pki import CertFiles, LabPKI
 from .proxy import ProxyConfig, RedirectServer, ReverseProxy
 from .topology import PAGE_KINDS, Service, Topology, messenger
@@ -83,7 +84,9 @@ def bind_loopback(host: str, port: int, service: str) -> socket.socket:
     """A listening TCP socket on loopback only: participants share Wi-Fi, so nothing labkit opens
     is reachable from another machine. ``*.lab.test`` and ``localhost`` serve on 127.0.0.1."""
     family, addr = (socket.AF_INET6, "::1") if host == "::1" else (socket.AF_INET, "127.0.0.1")
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio enables TCP_NODELAY only on sockets created with it, and
+    # without it Nagle's algorithm stalls a WebSocket handshake by 40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         # Lets a fixed port be re-bound right after a stop (TIME_WAIT), never while in use.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,6 +125,8 @@ class Lab:
         self.topology = topo.validate()
         self.pki = pki or LabPKI()
         self.store = Store()
+        #: TLS handshakes (ClientHellos) each labkit TLS listener received since start.
+        self.tls_hellos: Counter[str] = Counter()
         self._servers: list[_Server] = []
         self._info: dict[str, ServiceInfo] = {}
         self._state = "stopped"
@@ -208,6 +213,7 @@ class Lab:
     async def _start_servers(self) -> None:
         self._state = "starting"
         self.store = Store()
+        self.tls_hellos.clear()
         socks: dict[str, socket.socket] = {}
         try:
             for svc in self.topology.services:
@@ -307,7 +313,14 @@ class Lab:
         return self.pki.cert(svc.cert)
 
     def _server_context(self, svc: Service) -> ssl.SSLContext:
-        return self._cert(svc).server_context()
+        ctx = self._cert(svc).server_context()
+
+        def hello(_obj: object, _server_name: str | None, _ctx: object) -> None:
+            # Called once per ClientHello (SNI or not): the TLS handshakes this listener served.
+            self.tls_hellos[svc.name] += 1
+
+        ctx.sni_callback = hello
+        return ctx
 
     # -- the browser -----------------------------------------------------------------------------
     @property

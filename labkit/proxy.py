@@ -73,7 +73,9 @@ class ReverseProxy:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self.cfg.upstream_ssl or False,
+            # limit=0: each relayed WebSocket holds its upstream connection for life, and
+            # aiohttp's default pool of 100 would turn the 101st chat client into a 502.
+            connector=aiohttp.TCPConnector(ssl=self.cfg.upstream_ssl or False, limit=0,
                                            resolver=LabResolver()),
             timeout=aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout,
                                           sock_read=self.cfg.read_timeout),

@@ -5,6 +5,7 @@ which display themselves (tables, diagrams, screenshots). Machinery stays in the
 from __future__ import annotations
 
 import html
+import os
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
@@ -27,10 +28,13 @@ _lock = threading.Lock()
 _browser: Browser | None = None
 
 
-def shared_browser(headless: bool = True) -> Browser:
+def shared_browser(headless: bool | None = None) -> Browser:
     """The kernel's browser: started on first use, reused by every run, stopped at exit.
     ``headless=False`` (on a laptop with a display) shows the window, for live demos."""
     global _browser
+    if headless is None:
+        # LABKIT_HEADED=1: instructors on a laptop see every visit in a real window.
+        headless = os.environ.get("LABKIT_HEADED", "") in ("", "0")
     with _lock:
         if _browser is not None and _browser.headless != headless:
             _browser.stop()
@@ -69,7 +73,8 @@ def diagram(what: str | Scenario | Topology, lab: Lab | None = None,
     obs = result.observation if result is not None else None
     if obs is not None and not ports:
         ports = {name: port for port, name in obs.ports.items()}
-    return Diagram(render(topo, visit=visit, ports=ports, obs=obs,
+    client = sc.client if isinstance(sc, Scenario) else "browser"
+    return Diagram(render(topo, visit=visit, ports=ports, obs=obs, client=client,
                           reason=result.verdict.reason if result else None))
 
 
@@ -94,7 +99,7 @@ class Run:
                 + r.observation._repr_html_())
 
 
-def run(name: str | Scenario, headless: bool = True) -> Run:
+def run(name: str | Scenario, headless: bool | None = None) -> Run:
     """Run one scenario in the kernel's browser and show what happened."""
     return Run(run_scenario(name, shared_browser(headless)))
 

@@ -12,7 +12,7 @@ import pytest
 
 from labkit import scenarios
 from labkit.explain import explain
-from labkit.tour import judge, run_scenario
+from labkit.runner import judge, run_scenario
 
 #: The rows of SCENARIOS.md: an interface, none may be dropped or renamed.
 SHARED_NAMES = [
