@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from . import runtime, system
+from .apps.store import Store
 from .errors import LabError
 from .observation import (
     ConsoleMessage,
@@ -37,7 +38,6 @@ from .observation import (
     SocketEvent,
     Step,
 )
-from .apps.store import Store
 from .pki import LabPKI
 
 log = logging.getLogger("labkit.browser")
@@ -97,7 +97,7 @@ class BrowserStartError(LabError):
 
     def __str__(self) -> str:
         return (f"Chromium at {self.executable} did not start: {self.error.strip()[:400]}. "
-                f"Run `labkit doctor`; on a machine without a display the browser must be headless.")
+                f"Run `labkit doctor`; without a display the browser must be headless.")
 
 
 def spki_hash(cert_pem: bytes) -> str:
@@ -249,7 +249,8 @@ class Browser:
     ) -> Observation:
         """Load ``url`` in a fresh context, wait for the page to finish its steps, report.
 
-        ``seen`` is the lab's store, whose request log gives the requests of this visit; ``context_setup`` an async callable given the context before the visit;
+        ``seen`` is the lab's store, whose request log gives the requests of this visit;
+        ``context_setup`` an async callable given the context before the visit;
         ``before`` pages visited first in the same context (a victim logging in before an
         attacker's page is opened), whose step states are kept in ``Observation.before``.
         """

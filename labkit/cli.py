@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import doctor, scenarios
+from . import checkup, scenarios
 from .errors import LabError
 from .lab import Lab
 from .topology import messenger
@@ -84,10 +84,10 @@ def cmd_tour(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    items = doctor.checks()
+    items = checkup.checks()
     for c in items:
         print(c.line())
-    return 0 if doctor.ok(items) else 1
+    return 0 if checkup.ok(items) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", action="append", default=[], metavar="SERVICE=PORT",
                     help="fixed port for a service (instructors); repeatable")
     up.set_defaults(func=cmd_up)
-    tr = sub.add_parser("tour", help="run scenarios in a real browser and compare with expectations")
+    tr = sub.add_parser("tour", help="run scenarios in a real browser, compare with expectations")
     tr.add_argument("--scenario", action="append", metavar="NAME",
                     help="run only this scenario (repeatable); default: all")
     tr.add_argument("--json", action="store_true", help="print one JSON object")

@@ -75,10 +75,12 @@ def edges(topology: Topology, visit: str = "web", obs: Observation | None = None
             ws = topology.service(page.ws)
             scheme = page.ws_scheme or ("wss" if ws.tls else "ws")
             c = _edge_colour(ws_states)
-            out.append(Edge("browser", page.ws, f"{scheme}:// WebSocket" + (blocked if c == RED else ""), c))
+            out.append(Edge("browser", page.ws,
+                            f"{scheme}:// WebSocket" + (blocked if c == RED else ""), c))
         if page.sio and "sio" in page.steps:
             c = _edge_colour(sio_states)
-            out.append(Edge("browser", page.sio, "socket.io polling" + (blocked if c == RED else ""), c))
+            out.append(Edge("browser", page.sio,
+                            "socket.io polling" + (blocked if c == RED else ""), c))
     for s in topology.services:
         if s.kind in ("proxy", "nginx"):
             for r in s.routes:

@@ -91,7 +91,8 @@ def _expect(name: str, topology: Topology, expected: str, reason: str | None,
 
 
 def _cors_ex(api_cors: CorsPolicy) -> list[Scenario]:
-    topo = Topology("ex-cors", services=(Service("web", "web"), Service("api", "api", cors=api_cors),),
+    topo = Topology("ex-cors",
+                    services=(Service("web", "web"), Service("api", "api", cors=api_cors)),
                     page=Page(ws=None, steps=("hello", "login")))
     return [_expect("ex-cors", topo, "allowed", None, ("hello", "login"))]
 

@@ -2,8 +2,8 @@
 
 Lifecycle like aiohttp's runner/site: every listening socket is bound first (so a port in use fails
 before any server starts, and every URL is known before the page is served), then the servers start
-in order; any failure stops what started. ``start()`` and ``stop()`` are idempotent, because learners
-re-run cells.
+in order; any failure stops what started. ``start()`` and ``stop()`` are idempotent, because
+learners re-run cells.
 """
 
 from __future__ import annotations

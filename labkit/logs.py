@@ -29,11 +29,11 @@ class _RingHandler(logging.Handler):
 
 class _NotFromLabThread(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.threadName.startswith("labkit-")
+        return not (record.threadName or "").startswith("labkit-")
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is *now*: Jupyter swaps it per kernel and pytest per test."""
+    """Writes to whatever ``sys.stderr`` is *now*: Jupyter swaps it per kernel, pytest per test."""
 
     @property  # type: ignore[override]
     def stream(self):  # noqa: ANN201

@@ -111,7 +111,7 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles, prefix: str,
         "        proxy_set_header X-Forwarded-Host  $host;",
         "        proxy_set_header Upgrade           $http_upgrade;",
         "        proxy_set_header Connection        $connection_upgrade;",
-        "        # Origin and Cookie pass through untouched: the chat server's allow-list needs them.",
+        "        # Origin and Cookie pass through untouched: chat's Origin allow-list needs them.",
         "",
         "        # Only this name: never proxy for a Host we do not serve.",
         f'        if ($host != "{host}") {{ return 421; }}',
@@ -133,8 +133,8 @@ class NginxServer:
     """Real nginx for one proxy service. The lab bound the ports to reserve them; they are
     released just before nginx binds them itself."""
 
-    def __init__(self, cfg: ProxyConfig, cert: CertFiles, redirect_socks: list[socket.socket] | None = None
-                 ) -> None:
+    def __init__(self, cfg: ProxyConfig, cert: CertFiles,
+                 redirect_socks: list[socket.socket] | None = None) -> None:
         self.cfg, self.cert = cfg, cert
         self.redirect_socks = redirect_socks or []
         self.proc: asyncio.subprocess.Process | None = None

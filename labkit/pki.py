@@ -5,8 +5,9 @@ on every kernel start would make every screenshot and fingerprint change, and co
 
 Safety rules this module enforces:
 - every PEM (certificates and keys) is written with mode 0600 into a 0700 folder;
-- the CA is created in a scratch folder and renamed into place only once complete, with a manifest of
-  SHA-256 digests written last, so a half-written or tampered folder is detected and replaced;
+- the CA is created in a scratch folder and renamed into place only once complete, with a
+  manifest of SHA-256 digests written last, so a half-written or tampered folder is detected
+  and replaced;
 - nothing here touches the system's or a user's browser trust store.
 """
 
@@ -210,7 +211,7 @@ class LabPKI:
 
     # -- leaves ----------------------------------------------------------------------------------
     def cert(self, kind: str = "lab") -> CertFiles:
-        """A named leaf: ``lab`` (every lab name), ``rogue`` (same names, rogue CA), ``wrong-name``."""
+        """A named leaf: ``lab`` (all lab names), ``rogue`` (same, rogue CA), ``wrong-name``."""
         kinds = {
             "lab": (LAB_NAMES, "lab"),
             "rogue": (LAB_NAMES, "rogue"),
@@ -221,7 +222,8 @@ class LabPKI:
         names, issuer = kinds[kind]
         return self.leaf(names, issuer=issuer, name=kind)
 
-    def leaf(self, names: tuple[str, ...], issuer: str = "lab", name: str | None = None) -> CertFiles:
+    def leaf(self, names: tuple[str, ...], issuer: str = "lab", name: str | None = None
+             ) -> CertFiles:
         """A persisted leaf for ``names``; reissued when missing, unreadable or near expiry."""
         self.ensure()
         if name is None:
@@ -246,7 +248,8 @@ class LabPKI:
             key = serialization.load_pem_private_key(files.key.read_bytes(), None)
             spki = serialization.PublicFormat.SubjectPublicKeyInfo
             der = serialization.Encoding.DER
-            if key.public_key().public_bytes(der, spki) != cert.public_key().public_bytes(der, spki):
+            mine = key.public_key().public_bytes(der, spki)
+            if mine != cert.public_key().public_bytes(der, spki):
                 return False  # e.g. a key rewritten by a kernel killed mid-issue
             left = cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
             return left > LEAF_RENEW_BEFORE

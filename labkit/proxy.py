@@ -24,6 +24,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -171,7 +172,7 @@ class ReverseProxy:
                          last: list[float], request: web.Request) -> None:
         to_up = asyncio.ensure_future(_pump(down, up, last, "browser"))
         to_down = asyncio.ensure_future(_pump(up, down, last, "backend"))
-        tasks = {to_up, to_down}
+        tasks: set[asyncio.Future[Any]] = {to_up, to_down}
         if self.cfg.idle_timeout:
             tasks.add(asyncio.ensure_future(self._idle_watch(last, request, up)))
         try:

@@ -55,7 +55,8 @@ def clean_path(raw_path: str) -> str | None:
 
 def match(routes: Sequence[Route], raw_path: str) -> Route | None:
     """The route for a request path: the longest prefix that matches on a segment boundary
-    (``/api`` matches ``/api`` and ``/api/rooms``, not ``/apix``), as nginx's prefix locations do."""
+    (``/api`` matches ``/api`` and ``/api/rooms``, not ``/apix``), as nginx's prefix locations
+    do."""
     path = clean_path(raw_path)
     if path is None:
         return None

@@ -172,8 +172,9 @@ def table(results: Sequence[Result]) -> str:
     rows += [(r.name, r.scenario.expected, r.verdict.outcome, r.verdict.reason or "-",
               r.scenario.rule) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4]
-                     for row in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+             for row in rows]
+    return "\n".join(lines)
 
 
 def as_json(results: Sequence[Result], browser_version: str) -> str:

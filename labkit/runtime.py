@@ -15,7 +15,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -
 
 
 async def arun(coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` on the lab loop from any loop (Jupyter's, pytest's, or the lab loop itself)."""
+    """Await ``coro`` on the lab loop from any loop (Jupyter's, pytest's, or the lab loop)."""
     if in_lab_loop():
         return await coro
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop()))

@@ -41,7 +41,8 @@ class Scenario:
     needs: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
-        return f"<Scenario {self.name}: {self.expected}{f' ({self.reason})' if self.reason else ''}>"
+        reason = f" ({self.reason})" if self.reason else ""
+        return f"<Scenario {self.name}: {self.expected}{reason}>"
 
     def _repr_html_(self) -> str:
         import html

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import doctor as _doctor
+from . import checkup as _doctor
 from . import runtime
 from .browser import Browser
 from .diagram import Diagram, render
@@ -19,10 +19,10 @@ from .explain import Explanation
 from .explain import explain as _explain
 from .lab import Lab, stop_all
 from .pki import default_home
-from .scenarios import Scenario, get
-from .topology import Topology
 from .runner import Result, run_scenario
 from .runner import tour as _tour
+from .scenarios import Scenario, get
+from .topology import Topology
 
 _lock = threading.Lock()
 _browser: Browser | None = None

@@ -60,7 +60,7 @@ def pieces() -> list[Piece]:
     return [
         Piece("chromium", find_browser(), True, "the lab's claims are checked in a real browser"),
         Piece("certutil", shutil.which("certutil"), ci,
-              "trusts the lab CA in a throwaway NSS db; without it the wrong-name lesson is weaker"),
+              "trusts the lab CA in a throwaway NSS db; without it the wrong-name lesson is weak"),
         Piece("nginx", shutil.which("nginx"), ci, "the nginx reverse-proxy lesson runs real nginx"),
         Piece("npm", shutil.which("npm"), True,
               "set-up fetches the real socket.io browser client from the npm registry"),

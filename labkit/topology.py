@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .apps.cors import CorsPolicy
-from .routing import Route
 from .errors import TopologyError
 from .policy import check_lab_host, parse_origin
+from .routing import Route
 
 KINDS = ("web", "api", "chat", "evil", "socketio", "proxy", "nginx", "redirect")
 CERTS = ("lab", "rogue", "wrong-name", "own")
@@ -25,7 +25,8 @@ class Page:
     """What the chat page does on load.
 
     ``api``/``ws`` name the services the page calls (None: that part is left out).
-    ``sio`` names a socket.io server for the ``sio`` step. ``ws_scheme`` forces ``ws``/``wss`` whatever the chat server speaks (for the lessons where the
+    ``sio`` names a socket.io server for the ``sio`` step. ``ws_scheme`` forces ``ws``/``wss``
+    whatever the chat server speaks (for the lessons where the
     page gets it wrong); ``credentials`` is the fetch credentials mode for API calls.
     """
 
@@ -140,7 +141,8 @@ class Topology:
                     if r.upstream not in names or r.upstream == s.name:
                         raise TopologyError(
                             f"proxy '{s.name}' routes {r.prefix} to '{r.upstream}', which is not "
-                            f"another service of the topology", f"Services are: {', '.join(names)}.")
+                            f"another service of the topology",
+                            f"Services are: {', '.join(names)}.")
             if s.kind == "redirect":
                 if s.target not in names or s.tls:
                     raise TopologyError(

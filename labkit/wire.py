@@ -100,7 +100,8 @@ class Capture:
         return "".join(chr(b) if 32 <= b < 127 or b in (10, 13) else "·" for b in data)
 
     def __repr__(self) -> str:
-        return (f"<Capture {self.scheme}:// {len(self.to_server)} bytes up, {len(self.to_client)} bytes down, "
+        return (f"<Capture {self.scheme}:// {len(self.to_server)} bytes up, "
+                f"{len(self.to_client)} bytes down, "
                 f"message {'READABLE' if self.readable else 'not readable'}>")
 
     def _repr_html_(self) -> str:

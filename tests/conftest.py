@@ -27,7 +27,7 @@ def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 
 @pytest.fixture
-def lab() -> Iterator["object"]:
+def lab() -> Iterator[object]:
     """The plain messenger topology, started; stopped after the test whatever happens."""
     from labkit import Lab
 

@@ -111,7 +111,8 @@ def test_judge_reports_a_wrong_reason_as_a_mismatch() -> None:
     obs = Observation(
         url="u", final_url="u", redirects=[], navigation_error=None, status=200,
         steps={"hello": Step("blocked", "TypeError: Failed to fetch")},
-        console=[ConsoleMessage("error", "Failed to load resource: net::ERR_CERT_AUTHORITY_INVALID")],
+        console=[ConsoleMessage("error",
+                                "Failed to load resource: net::ERR_CERT_AUTHORITY_INVALID")],
         page_errors=[], failed_requests=[], sockets=[], seen=[], browser_version="x")
     r = judge(scenarios.get("cors-port-mismatch"), obs)
     assert not r.ok and "cert-authority" in r.problems[0]

@@ -3,7 +3,8 @@
 Why not aiohttp-cors: the lab must be able to *misconfigure* CORS the way the story's team did —
 allow-list GET/POST but never answer the preflight, send ``Access-Control-Allow-Origin: *`` together
 with credentials, or send nothing at all. aiohttp-cors answers preflights for every configured route
-and turns ``*`` with credentials into a reflected origin, so it cannot express the broken policies the
+and turns ``*`` with credentials into a reflected origin, so it cannot express the broken
+policies the
 lessons need. This follows the shape of starlette's CORSMiddleware: a pure decision from headers.
 """
 
@@ -51,7 +52,7 @@ class CorsPolicy:
 
 
 def is_preflight(method: str, headers: Mapping[str, str]) -> bool:
-    """A CORS preflight is an OPTIONS with Origin and Access-Control-Request-Method (Fetch §3.2.2)."""
+    """A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method (Fetch §3.2.2)."""
     return (
         method.upper() == "OPTIONS"
         and "origin" in _lower(headers)

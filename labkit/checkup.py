@@ -1,4 +1,7 @@
-"""``labkit doctor``: is this machine ready for the lab? One line per piece, with the exact fix."""
+"""``labkit doctor`` (and ``labkit.doctor()``): is this machine ready for the lab?
+
+One line per piece, with the exact fix.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ def checks() -> list[Check]:
         try:
             out.append(Check(pkg, True, md.version(pkg)))
         except md.PackageNotFoundError:
-            out.append(Check(pkg, False, "not installed", "make lab (or pip install -e '.[lab,test]')"))
+            out.append(Check(pkg, False, "not installed",
+                             "make lab (or pip install -e '.[lab,test]')"))
     browser = system.find_browser()
     if browser:
         out.append(Check("browser", True, f"{browser} — {_version([browser, '--version'])}"))
@@ -96,7 +100,8 @@ def report() -> str:
 def html_table(items: list[Check] | None = None) -> str:
     rows = "".join(
         f"<tr><td>{'✅' if c.ok else '❌'}</td><td><b>{html.escape(c.name)}</b></td>"
-        f"<td>{html.escape(c.detail)}</td><td><code>{html.escape('' if c.ok else c.fix)}</code></td></tr>"
+        f"<td>{html.escape(c.detail)}</td>"
+        f"<td><code>{html.escape('' if c.ok else c.fix)}</code></td></tr>"
         for c in (items if items is not None else checks()))
     return f"<table>{rows}</table>"
 
