@@ -14,6 +14,8 @@ lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG)
 
 test: setup
+	$(VENV)/bin/ruff check labkit tests bench
+	$(VENV)/bin/mypy labkit
 	$(PY) -m pytest
 
 setup: $(VENV)/.installed system node_modules/.installed
