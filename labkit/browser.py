@@ -128,6 +128,7 @@ class Browser:
         self._browser: Any = None
         self._home: str | None = None
         self._lock: asyncio.Lock | None = None
+        self._spare: asyncio.Future[tuple[Any, Any, Any]] | None = None
 
     def __repr__(self) -> str:
         state = f"Chromium {self.version}, trust: {self.trust}" if self._browser else "not started"
@@ -214,6 +215,7 @@ class Browser:
             await self._stop_unlocked()
 
     async def _stop_unlocked(self) -> None:
+        await self._drop_spare()
         browser, pw, home = self._browser, self._pw, self._home
         self._browser = self._pw = self._home = None
         if browser is not None:
@@ -228,6 +230,45 @@ class Browser:
                 pass
         if home is not None:
             shutil.rmtree(home, ignore_errors=True)
+
+    # -- a spare fresh context ------------------------------------------------------------------
+    # Opening a page starts a renderer process (about 0.15 s). A never-used context and page are
+    # prepared after each visit, so the next visit starts at once — still perfectly fresh.
+    async def _new_blank(self) -> tuple[Any, Any, Any]:
+        context = await self._browser.new_context(viewport=VIEWPORT)
+        try:
+            await context.add_init_script(_SOCKET_PROBE)
+            page = await context.new_page()
+            cdp = await context.new_cdp_session(page)
+            await cdp.send("Log.enable")
+        except BaseException:
+            await context.close()
+            raise
+        return context, page, cdp
+
+    def _prepare_spare(self) -> None:
+        if self._spare is None and self.running:
+            self._spare = asyncio.ensure_future(self._new_blank())
+
+    async def _take_spare(self) -> tuple[Any, Any, Any]:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            try:
+                return await spare
+            except Exception:  # the browser restarted or the spare broke: make one now
+                pass
+        return await self._new_blank()
+
+    async def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return
+        spare.cancel()
+        try:
+            context, _, _ = await spare
+            await context.close()
+        except BaseException:
+            pass
 
     # -- visits ----------------------------------------------------------------------------------
     def visit(self, url: str, **kw: Any) -> Observation:
@@ -258,7 +299,6 @@ class Browser:
             await self._start()
         started = time.perf_counter()
         seen_from = seen.recorded if seen else 0
-        context = await self._browser.new_context(viewport={"width": 680, "height": 420})
         console: list[ConsoleMessage] = []
         page_errors: list[PageError] = []
         failed: list[FailedRequest] = []
@@ -267,17 +307,22 @@ class Browser:
         status: int | None = None
         redirects: list[str] = []
         prior: list[dict[str, Step]] = []
+        if context_setup is None and not before:
+            context, page, cdp = await self._take_spare()
+        else:
+            context = await self._browser.new_context(viewport=VIEWPORT)
         try:
-            if context_setup is not None:
-                await context_setup(context)
-            await context.add_init_script(_SOCKET_PROBE)
-            for earlier in before:
-                prior.append(await _run_page(context, earlier, timeout))
-            page = await context.new_page()
-            cdp = await context.new_cdp_session(page)
+            if context_setup is not None or before:
+                if context_setup is not None:
+                    await context_setup(context)
+                await context.add_init_script(_SOCKET_PROBE)
+                for earlier in before:
+                    prior.append(await _run_page(context, earlier, timeout))
+                page = await context.new_page()
+                cdp = await context.new_cdp_session(page)
+                await cdp.send("Log.enable")
             cdp.on("Log.entryAdded", lambda e: sources.setdefault(e["entry"]["text"],
                                                                   e["entry"]["source"]))
-            await cdp.send("Log.enable")
             page.on("console", lambda m: console.append(ConsoleMessage(m.type, m.text)))
             page.on("pageerror", lambda e: page_errors.append(PageError(e.name, e.message)))
             page.on("requestfailed", lambda r: failed.append(
@@ -296,12 +341,15 @@ class Browser:
                 nav_error = _nav_error(str(e))
             steps_raw = await _safe_eval(page, _READ_STEPS, {})
             sockets_raw = await _safe_eval(page, "() => window.__labkitSockets || []", [])
-            # Let the last console messages (they arrive asynchronously) land.
-            await asyncio.sleep(0.05)
+            # The last console messages arrive asynchronously: the screenshot (about 50 ms)
+            # gives them time to land; without one, wait as long.
             shot = await page.screenshot() if screenshot else b""
+            if not screenshot:
+                await asyncio.sleep(0.05)
             final_url = page.url
         finally:
             await context.close()
+            self._prepare_spare()
         console = [ConsoleMessage(m.type, m.text, sources.get(m.text, _guess_source(m)))
                    for m in console]
         sockets = [SocketEvent(s["url"], bool(s["opened"]), s["code"], s["reason"],
@@ -316,6 +364,9 @@ class Browser:
             screenshot=shot, ports=dict(ports or {}), before=prior,
             seconds=time.perf_counter() - started,
         )
+
+
+VIEWPORT = {"width": 680, "height": 420}
 
 
 async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:

@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from . import logs, runtime
 from .apps import api as api_app
 from .apps import web as web_app
@@ -32,10 +30,9 @@ from .nginx import NginxServer
 from .observation import Observation
 from .pki import CertFiles, LabPKI
 from .proxy import ProxyConfig, RedirectServer, ReverseProxy
+from .serving import AiohttpServer
 from .topology import PAGE_KINDS, Service, Topology, messenger
 
-#: How long a stopping aiohttp server waits for in-flight requests (browsers keep connections open).
-SHUTDOWN_TIMEOUT = 0.5
 _running: dict[str, Lab] = {}
 _running_lock = threading.Lock()
 
@@ -61,19 +58,6 @@ class ServiceInfo:
 class _Server(Protocol):
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None: ...
     async def stop(self) -> None: ...
-
-
-class _AiohttpServer:
-    def __init__(self, app: web.Application) -> None:
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=SHUTDOWN_TIMEOUT)
-
-    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
-        await self.runner.setup()
-        await web.SockSite(self.runner, sock, ssl_context=ssl_context).start()
-
-    async def stop(self) -> None:
-        await self.runner.cleanup()
 
 
 def _url_host(host: str) -> str:
@@ -261,16 +245,16 @@ class Lab:
         if svc.kind in PAGE_KINDS:
             if self.topology.page_for(svc.name).sio:
                 check_socketio_client()  # fail at start, with the fix, not in the browser later
-            return _AiohttpServer(web_app.make_app(
+            return AiohttpServer(web_app.make_app(
                 svc.name, self.store, lambda: self.page_config(svc.name)))
         if svc.kind == "socketio":
             from .apps import sio as sio_app  # socket.io pulls in requests & co: only when used
 
             origins = None if svc.origins is None else self.resolve_origins(svc.origins)
-            return _AiohttpServer(sio_app.make_app(svc.name, self.store, origins))
+            return AiohttpServer(sio_app.make_app(svc.name, self.store, origins))
         if svc.kind == "api":
             allowed = self.resolve_origins(svc.cors.origins)
-            return _AiohttpServer(api_app.make_app(svc.name, self.store, svc.cors, allowed))
+            return AiohttpServer(api_app.make_app(svc.name, self.store, svc.cors, allowed))
         if svc.kind == "chat":
             origins = None if svc.origins is None else self.resolve_origins(svc.origins)
             return ChatServer(svc.name, self.store, origins)

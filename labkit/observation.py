@@ -187,16 +187,19 @@ def classify(obs: Observation, decisive: Iterable[str] | None = None) -> Verdict
     """``allowed``, or ``blocked`` with the reason the browser gave.
 
     ``decisive`` names the page steps that carry the lesson (default: all of them). A navigation
-    that failed, or any decisive step the page reports ``blocked``/``error``, is a block; its
-    reason is the first browser message that matches a known rule.
+    that failed, or any decisive step not ``ok`` (blocked, error, skipped), is a block; its
+    reason is the first browser message that matches a known rule. ``allowed`` needs every
+    decisive step ``ok``.
     """
     names = list(decisive) if decisive is not None else list(obs.steps)
     states = [obs.steps[n].state for n in names if n in obs.steps]
     missing = [n for n in names if n not in obs.steps]
+    # Allowed means every decisive step finished ok: a step left pending, running or skipped
+    # is not a success.
     blocked = (
         obs.navigation_error is not None
         or bool(missing)
-        or any(s in ("blocked", "error") for s in states)
+        or not all(s == "ok" for s in states)
     )
     if not blocked:
         return Verdict("allowed", None)

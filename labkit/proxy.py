@@ -40,6 +40,7 @@ from .routing import (
     response_headers,
     upstream_headers,
 )
+from .serving import AiohttpServer
 
 log = logging.getLogger("labkit.proxy")
 
@@ -67,7 +68,7 @@ class ReverseProxy:
     def __init__(self, cfg: ProxyConfig) -> None:
         self.cfg = cfg
         self.session: aiohttp.ClientSession | None = None
-        self.runner: web.AppRunner | None = None
+        self.server: AiohttpServer | None = None
         self.sockets: set[web.WebSocketResponse] = set()
         self.idle_closed = 0
 
@@ -84,17 +85,15 @@ class ReverseProxy:
         )
         app = web.Application(client_max_size=self.cfg.max_body)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=0.5)
-        await self.runner.setup()
-        await web.SockSite(self.runner, sock, ssl_context=ssl_context).start()
+        self.server = AiohttpServer(app)
+        await self.server.start(sock, ssl_context)
 
     async def stop(self) -> None:
         for ws in list(self.sockets):
             await ws.close(code=1001, message=b"proxy shutting down")
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -249,7 +248,7 @@ class RedirectServer:
 
     def __init__(self, host: str, https_port: int) -> None:
         self.host, self.https_port = host, https_port
-        self.runner: web.AppRunner | None = None
+        self.server: AiohttpServer | None = None
 
     async def _redirect(self, request: web.Request) -> web.Response:
         location = redirect_location(self.host, self.https_port, request.raw_path)
@@ -259,12 +258,10 @@ class RedirectServer:
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
         app = web.Application(client_max_size=1024)
         app.router.add_route("*", "/{tail:.*}", self._redirect)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=0.5)
-        await self.runner.setup()
-        await web.SockSite(self.runner, sock, ssl_context=ssl_context).start()
+        self.server = AiohttpServer(app)
+        await self.server.start(sock, ssl_context)
 
     async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None

@@ -95,8 +95,11 @@ class Capture:
         return parse_frames(up), parse_frames(down)
 
     def dump(self, limit: int = 320) -> str:
-        """The client's bytes as an eavesdropper sees them: printable ASCII, dots for the rest."""
-        data = self.to_server[:limit]
+        """What the server sent after the handshake, as an eavesdropper sees it: printable
+        ASCII, dots for the rest. (The server's frames are not masked: over ws:// they are the
+        message itself.)"""
+        data = self.to_client.partition(b"\r\n\r\n")[2][:limit] if self.scheme == "ws" \
+            else self.to_client[:limit]
         return "".join(chr(b) if 32 <= b < 127 or b in (10, 13) else "·" for b in data)
 
     def __repr__(self) -> str:

@@ -58,6 +58,20 @@ def chrome_processes() -> dict[int, psutil.Process]:
     return out
 
 
+def processes_of(b: Browser) -> dict[int, psutil.Process]:
+    """The Chromium processes of browser ``b``: those running with its throwaway HOME. (Another
+    browser may start renderers at any moment — its spare context — so "new since" is not
+    enough to tell them apart.)"""
+    out = {}
+    for pid, p in chrome_processes().items():
+        try:
+            if p.environ().get("HOME") == b._home:
+                out[pid] = p
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
 def gone(procs: dict[int, psutil.Process], within: float = 10.0) -> list[int]:
     """PIDs still alive after ``within`` seconds. A zombie has exited (this container's PID 1 may
     be slow to reap orphans), so it counts as gone."""
@@ -243,30 +257,27 @@ def test_a_visit_reports_its_requests_after_a_long_session(browser: Browser) -> 
 
 # -- lifecycle -----------------------------------------------------------------------------------
 def test_stop_leaves_no_chromium_behind_and_is_idempotent(browser: Browser) -> None:
-    before = chrome_processes()
     b = Browser(browser.pki).start()
     try:
         assert b.running and b.version == browser.version
-        ours = {pid: p for pid, p in chrome_processes().items() if pid not in before}
+        ours = processes_of(b)
         assert ours, "the new browser's processes should be found under this process"
     finally:
         b.stop()
     assert not b.running
     assert gone(ours) == []
-    assert set(chrome_processes()) <= set(before)
     b.stop()  # learners re-run cells
     assert browser.running, "another Browser's stop must not touch the shared one"
 
 
 def test_a_lab_closes_its_own_browser_but_not_a_shared_one(browser: Browser) -> None:
     topo = messenger(name="browser-own", page=Page(ws=None, steps=("hello",)))
-    before = chrome_processes()
     lab = Lab(topo, pki=browser.pki).start()
     try:
         assert lab.visit().verdict().outcome == "allowed"
         own = lab.browser
         assert own is not browser and own.running
-        ours = {pid: p for pid, p in chrome_processes().items() if pid not in before}
+        ours = processes_of(own)
         assert ours
     finally:
         lab.stop()

@@ -55,6 +55,9 @@ class ChatServer:
             max_size=MAX_MESSAGE,
             logger=self.log,
             server_header="labkit-chat",
+            # A client that opens TCP (or TLS) and never completes the handshake is dropped.
+            open_timeout=10,
+            ssl_handshake_timeout=10 if ssl_context else None,
         )
 
     async def stop(self) -> None:

@@ -1,0 +1,94 @@
+"""Serving an aiohttp app on a socket labkit bound, with the time limits aiohttp leaves out.
+
+aiohttp bounds idle keep-alive connections but not a client that trickles its request headers
+forever (slowloris): one such client per connection slot starves a workshop room. Each connection
+here must deliver its first complete header block within ``HEADER_TIMEOUT`` seconds, and its TLS
+handshake within ``TLS_HANDSHAKE_TIMEOUT``; otherwise it is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("labkit.serving")
+
+HEADER_TIMEOUT = 10.0
+TLS_HANDSHAKE_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT = 0.5  # browsers keep connections open; in-flight requests get this long
+
+
+class _HeaderDeadline:
+    """Wraps aiohttp's per-connection protocol; closes the connection if the first request's
+    headers are not complete in time. Every protocol method is passed through unchanged."""
+
+    def __init__(self, inner: Any, timeout: float) -> None:
+        self._inner, self._timeout = inner, timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._transport: asyncio.BaseTransport | None = None
+        self._tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+        self._inner.connection_made(transport)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._transport is not None and not self._transport.is_closing():
+            log.info("closing a connection that sent no complete request headers in %.0f s",
+                     self._timeout)
+            self._transport.abort()  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            # Headers end at the first blank line; keep 3 bytes in case it straddles reads.
+            if b"\r\n\r\n" in self._tail + data:
+                self._timer.cancel()
+                self._timer = None
+            self._tail = data[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> Any:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class AiohttpServer:
+    """One aiohttp app on one pre-bound socket: start, then stop (idempotent)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    shutdown_timeout=SHUTDOWN_TIMEOUT)
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+        await self.runner.setup()
+        factory = self.runner.server
+        assert factory is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _HeaderDeadline(factory(), HEADER_TIMEOUT),  # type: ignore[arg-type,return-value]
+            sock=sock, ssl=ssl_context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_context else None)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        await self.runner.cleanup()
