@@ -100,6 +100,16 @@ class BrowserStartError(LabError):
                 f"Run `labkit doctor`; without a display the browser must be headless.")
 
 
+class VisitInterruptedError(LabError):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+    def __str__(self) -> str:
+        return (f"the browser was stopped while visiting {self.url} (was the lab stopped?). "
+                f"Start the lab again and visit once more.")
+
+
 def spki_hash(cert_pem: bytes) -> str:
     """base64(sha256(SubjectPublicKeyInfo)) — the form ``--ignore-certificate-errors-spki-list``
     takes."""
@@ -277,7 +287,17 @@ class Browser:
     async def avisit(self, url: str, **kw: Any) -> Observation:
         return await runtime.arun(self._visit(url, **kw))
 
-    async def _visit(
+    async def _visit(self, url: str, **kw: Any) -> Observation:
+        try:
+            return await self._observe(url, **kw)
+        except Exception as e:
+            if self.running:
+                raise
+            # The browser went away under the visit (the lab was stopped, the kernel is
+            # shutting down): say so plainly instead of Playwright's protocol error.
+            raise VisitInterruptedError(url) from e
+
+    async def _observe(
         self,
         url: str,
         *,

@@ -111,7 +111,7 @@ class Lab:
         self.store = Store()
         #: TLS handshakes (ClientHellos) each labkit TLS listener received since start.
         self.tls_hellos: Counter[str] = Counter()
-        self._servers: list[_Server] = []
+        self._servers: dict[str, _Server] = {}
         self._info: dict[str, ServiceInfo] = {}
         self._state = "stopped"
         # A browser handed in (the tour's) is shared and outlives this lab; our own one does not.
@@ -219,7 +219,7 @@ class Lab:
                 except BaseException:
                     sock.close()
                     raise
-                self._servers.append(server)
+                self._servers[svc.name] = server
         except BaseException:
             for s in socks.values():
                 s.close()
@@ -230,12 +230,48 @@ class Lab:
             _running[self.topology.name] = self
 
     async def _stop_servers(self) -> None:
-        servers, self._servers = self._servers, []
-        for server in reversed(servers):
+        servers, self._servers = self._servers, {}
+        for server in reversed(list(servers.values())):
             try:
                 await server.stop()
             except Exception:  # keep stopping the others; a half-stopped lab is worse
                 logs.logging.getLogger("labkit.lab").exception("error while stopping a server")
+
+    # -- faults, on purpose ------------------------------------------------------------------
+    def stop_service(self, name: str, *, abrupt: bool = False) -> None:
+        """Stop one server while the rest of the lab runs (its port stays reserved for it).
+        ``abrupt=True`` kills its connections without a goodbye, as a crashed process would."""
+        runtime.run(self._stop_service(name, abrupt))
+
+    def start_service(self, name: str) -> None:
+        """Start a stopped server again, on the same port."""
+        runtime.run(self._start_service(name))
+
+    async def _stop_service(self, name: str, abrupt: bool) -> None:
+        if not self.running:
+            raise LabNotRunningError(f"stop service '{name}'")
+        self.topology.service(name)
+        server = self._servers.pop(name, None)
+        if server is None:
+            return
+        if abrupt and isinstance(server, ChatServer):
+            server.abort()
+        await server.stop()
+
+    async def _start_service(self, name: str) -> None:
+        if not self.running:
+            raise LabNotRunningError(f"start service '{name}'")
+        svc = self.topology.service(name)
+        if name in self._servers or self._served_by_nginx(svc):
+            return
+        sock = bind_loopback(svc.host, self._info[name].port, name)
+        server = self._build(svc, {})
+        try:
+            await server.start(sock, self._server_context(svc) if svc.tls else None)
+        except BaseException:
+            sock.close()
+            raise
+        self._servers[name] = server
 
     def _served_by_nginx(self, svc: Service) -> bool:
         return (svc.kind == "redirect" and svc.target is not None
@@ -271,7 +307,7 @@ class Lab:
 
     def nginx_config(self, name: str = "proxy") -> str:
         """The nginx.conf running for service ``name`` (annotated, ready to adapt)."""
-        for server in self._servers:
+        for server in self._servers.values():
             if isinstance(server, NginxServer) and server.cfg.name == name:
                 return server.config_text
         raise TopologyError(f"no nginx is running as service '{name}'",

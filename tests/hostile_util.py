@@ -19,7 +19,7 @@ import os
 import ssl
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,37 +233,59 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return b0 & 0x0F, await reader.readexactly(n)
 
 
-async def ws_raw_close_code(lst: Listener, frames: Sequence[bytes],
-                            timeout: float = ANSWER_TIMEOUT) -> tuple[int | None, str]:
-    """Handshake by hand on ``lst``, send ``frames`` as they are, and return the close code and
-    reason the server answers with (None: it dropped the connection without a close frame)."""
+@contextlib.asynccontextmanager
+async def ws_raw(lst: Listener) -> AsyncIterator[tuple[asyncio.StreamReader,
+                                                       asyncio.StreamWriter]]:
+    """A WebSocket on ``lst`` opened by hand (a valid upgrade, the accepted Origin), for sending
+    frames exactly as built."""
     reader, writer = await open_raw(lst)
     try:
         writer.write(lst.request(path="/ws"))
-        reply = await asyncio.wait_for(read_reply(reader), timeout)
+        reply = await asyncio.wait_for(read_reply(reader), ANSWER_TIMEOUT)
         assert reply.status == 101, f"{lst.id}: handshake refused: {reply!r}"
-        writer.write(b"".join(frames))
-        with contextlib.suppress(*GONE):
-            await writer.drain()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                opcode, payload = await asyncio.wait_for(
-                    read_frame(reader), max(0.1, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                raise AssertionError(f"{lst.id} kept the socket open after a hostile frame"
-                                     ) from None
-            except GONE:
-                return None, "dropped without a close frame"
-            if opcode == CLOSE:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-                with contextlib.suppress(*GONE):
-                    writer.write(frame(CLOSE, payload[:2]))  # finish the closing handshake
-                    await writer.drain()
-                return code, payload[2:].decode("utf-8", "replace")
-            # anything else (an error text from the chat server, say): keep reading
+        yield reader, writer
     finally:
         hang_up(writer)
+
+
+async def send_frames(writer: asyncio.StreamWriter, frames: Sequence[bytes]) -> None:
+    writer.write(b"".join(frames))
+    with contextlib.suppress(*GONE):
+        await writer.drain()
+
+
+async def next_frame(lst: Listener, reader: asyncio.StreamReader, want: int,
+                     timeout: float = ANSWER_TIMEOUT) -> tuple[int, bytes] | None:
+    """The next frame with opcode ``want`` (a close frame always ends the wait); None when the
+    server dropped the connection without a close frame."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            opcode, payload = await asyncio.wait_for(
+                read_frame(reader), max(0.1, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{lst.id}: no frame {want:#x} within {timeout:.0f} s "
+                                 f"(the socket stayed open)") from None
+        except GONE:
+            return None
+        if opcode in (want, CLOSE):
+            return opcode, payload
+
+
+async def ws_raw_close_code(lst: Listener, frames: Sequence[bytes]) -> tuple[int | None, str]:
+    """Send ``frames`` as they are on a fresh socket and return the close code and reason the
+    server answers with (None: it dropped the connection without a close frame)."""
+    async with ws_raw(lst) as (reader, writer):
+        await send_frames(writer, frames)
+        got = await next_frame(lst, reader, CLOSE)
+        if got is None:
+            return None, "dropped without a close frame"
+        payload = got[1]
+        with contextlib.suppress(*GONE):  # finish the closing handshake
+            writer.write(frame(CLOSE, payload[:2]))
+            await writer.drain()
+        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+        return code, payload[2:].decode("utf-8", "replace")
 
 
 # -- normal clients ------------------------------------------------------------------------------

@@ -60,6 +60,12 @@ class ChatServer:
             ssl_handshake_timeout=10 if ssl_context else None,
         )
 
+    def abort(self) -> None:
+        """Drop every connection without a close frame, as a crashed server would."""
+        if self.server is not None:
+            for conn in list(self.server.connections):
+                conn.transport.abort()
+
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close(close_connections=True)
