@@ -139,6 +139,7 @@ class Browser:
         self._home: str | None = None
         self._lock: asyncio.Lock | None = None
         self._spare: asyncio.Future[tuple[Any, Any, Any]] | None = None
+        self._trusted_ca = ""
 
     def __repr__(self) -> str:
         state = f"Chromium {self.version}, trust: {self.trust}" if self._browser else "not started"
@@ -200,7 +201,8 @@ class Browser:
         log.info("browser up: Chromium %s (%s), trust via %s", self.version, executable, self.trust)
 
     def _setup_trust(self, home: Path, args: list[str]) -> str:
-        self.pki.ensure()
+        self.pki.refresh()
+        self._trusted_ca = self.pki.ca_digest()
         certutil = shutil.which("certutil")
         if certutil:
             db = home / ".pki" / "nssdb"
@@ -315,6 +317,10 @@ class Browser:
         ``before`` pages visited first in the same context (a victim logging in before an
         attacker's page is opened), whose step states are kept in ``Observation.before``.
         """
+        if self.running and self.pki.refresh().ca_digest() != self._trusted_ca:
+            # The lab CA was deleted and recreated: this browser trusts the old one.
+            log.info("the lab CA changed: restarting the browser to trust the new one")
+            await self._stop()
         if not self.running:
             await self._start()
         started = time.perf_counter()

@@ -185,7 +185,7 @@ class Lab:
             old = _running.get(self.topology.name)
         if old is not None and old is not self:
             old.stop()
-        self.pki.ensure()
+        self.pki.refresh()  # the lab state folder may have been deleted since the last start
 
     def _forget(self) -> None:
         self._state = "stopped"

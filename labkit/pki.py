@@ -139,6 +139,18 @@ class LabPKI:
             log.warning(self.message)
         return self
 
+    def refresh(self) -> LabPKI:
+        """Re-check the folder on disk (it is safe to delete at any time): rebuild it if it went
+        missing or was damaged since it was loaded, else keep the loaded CA."""
+        if self._ca is not None and self._problem() is not None:
+            self._ca = self._rogue = None
+            self.status = "not loaded"
+        return self.ensure()
+
+    def ca_digest(self) -> str:
+        """SHA-256 of the CA certificate: what a browser's trust was built from."""
+        return _digest(self.ca_pem)
+
     def _problem(self) -> str | None:
         """Why the folder cannot be used, ``"absent"`` if there is none, or None if it is fine."""
         if not self.dir.exists():
@@ -160,11 +172,11 @@ class LabPKI:
             if digests.get(name) != _digest(path):
                 return f"{name} does not match its manifest digest"
         try:
-            self._load()
+            read = lambda n: (self.dir / n).read_bytes()  # noqa: E731
+            trustme.CA.from_pem(read("ca.pem"), read("ca.key"))
+            trustme.CA.from_pem(read("rogue-ca.pem"), read("rogue-ca.key"))
         except Exception as e:  # any parse failure means the folder is unusable
-            self._ca = self._rogue = None
             return f"cannot load the CA: {e}"
-        self._ca = self._rogue = None
         return None
 
     def _load(self) -> None:

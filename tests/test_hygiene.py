@@ -97,3 +97,36 @@ def test_lab_keys_are_private_and_in_the_test_home(lab: Lab, lab_home: Path) -> 
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for folder in [pki, *[p for p in pki.rglob("*") if p.is_dir()]]:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+@pytest.mark.browser
+def test_the_lab_state_folder_is_safe_to_delete_at_any_time(fresh_home: Path) -> None:
+    import shutil
+
+    from labkit import Lab, messenger
+    from labkit.browser import Browser
+
+    browser = Browser()
+    try:
+        with Lab(messenger(name="hygiene-delete"), browser=browser) as lab:
+            assert lab.visit().verdict().outcome == "allowed"
+        shutil.rmtree(fresh_home)  # mid-workshop: "what is this folder?" — gone
+        with Lab(messenger(name="hygiene-delete"), browser=browser) as lab:
+            # A new CA was made, and the browser now trusts it (not the deleted one).
+            assert (fresh_home / "pki" / "ca.pem").exists()
+            assert lab.visit().verdict().outcome == "allowed"
+    finally:
+        browser.stop()
+
+
+def test_no_lab_ca_secret_is_printed_into_a_notebook() -> None:
+    import nbformat
+
+    from labkit.pki import LabPKI
+
+    key_lines = {line for line in LabPKI().ensure().dir.joinpath("ca.key").read_text().splitlines()
+                 if len(line) > 20}
+    for path in sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb")):
+        text = nbformat.writes(nbformat.read(path, as_version=4))
+        assert "PRIVATE KEY" not in text, path.name
+        assert not any(line in text for line in key_lines), path.name
