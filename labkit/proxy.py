@@ -230,7 +230,10 @@ async def _pump(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
             if not src.closed:
                 await src.close(code=code, message=reason)
             return "closed"
-        else:  # CLOSING, CLOSED, ERROR: the peer went away (or sent something too big)
+        elif msg.type == WSMsgType.CLOSING:
+            # Our own close() of src, from the other direction's clean close: not a dead peer.
+            return "closed"
+        else:  # CLOSED, ERROR: the peer went away (or sent something too big)
             if side == "browser" and not dst.closed:
                 # The browser vanished without a close frame: tell the backend it went away,
                 # rather than a clean 1000 it never said.

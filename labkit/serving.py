@@ -70,12 +70,27 @@ class _HeaderDeadline:
         self._inner.resume_writing()
 
 
+@web.middleware
+async def http1_only(request: web.Request, handler: Any) -> web.StreamResponse:
+    """RFC 9112 §3: a request line is method, target *and* version. aiohttp's parser takes
+    'GET /' as HTTP/0.9 and serves it; refuse that (400) and versions it does not speak (505)."""
+    if request.version < (1, 0):
+        return web.Response(status=400, text="a request line needs its HTTP version\n")
+    if request.version >= (2, 0):
+        return web.Response(status=505, text="HTTP version not supported\n")
+    return await handler(request)
+
+
 class AiohttpServer:
     """One aiohttp app on one pre-bound socket: start, then stop (idempotent)."""
 
     def __init__(self, app: web.Application) -> None:
+        app.middlewares.insert(0, http1_only)
+        # keepalive_timeout bounds the wait for every later request of a kept-alive connection
+        # (aiohttp closes it if no complete request arrived by then), not just idle ones.
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                    shutdown_timeout=SHUTDOWN_TIMEOUT)
+                                    shutdown_timeout=SHUTDOWN_TIMEOUT,
+                                    keepalive_timeout=HEADER_TIMEOUT)
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:

@@ -7,8 +7,8 @@ messenger (web, api and chat, all TLS). That is eight listeners of five kinds, T
 Every case has the same shape: the hostile client gets a correct refusal (a 4xx, a WebSocket close
 with the right code, or a closed connection); the *next* client is served normally; and two
 well-behaved chat clients, connected through the whole case and chatting before, during and after
-it, lose no message and see every one in the same order. Each group starts with its well-formed
-twin, so a refusal is never just a broken test client.
+it, lose no message and see every one in the same order. Groups start with a well-formed twin
+where one exists, so a refusal is never just a broken test client.
 
 Malformed bytes go out raw (tests/hostile_util.py): clients refuse to send most of them.
 Only 127.0.0.1 is ever contacted.
@@ -17,6 +17,7 @@ Only 127.0.0.1 is ever contacted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -42,6 +43,7 @@ from hostile_util import (
     hang_up,
     next_frame,
     open_raw,
+    read_reply,
     refused,
     send_frames,
     serves,
@@ -50,9 +52,12 @@ from hostile_util import (
     ws_raw_close_code,
     ws_status,
 )
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from labkit import Lab, messenger, scenarios
 from labkit.apps.chat import MAX_MESSAGE
+from labkit.clients import ws_connect
 
 KiB, MiB = 1024, 1024 * 1024
 LISTENERS = ("rp-proxy", "rp-web", "rp-api", "rp-chat", "rp-redirect",
@@ -148,10 +153,6 @@ def refusal(lst: Listener, data: bytes | list[bytes], *, tls: bool | None = None
 
 
 # -- malformed requests --------------------------------------------------------------------------
-#: The start of a TLS ClientHello: what a browser sends to an https:// URL on a plain port.
-CLIENT_HELLO = b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03" + bytes(32) + b"\x00\x00\x02\x13\x01"
-
-
 @pytest.mark.parametrize("lid", LISTENERS)
 def test_malformed_request_lines_are_refused(labs: Labs, lid: str) -> None:
     lst = labs.listeners[lid]
@@ -159,9 +160,6 @@ def test_malformed_request_lines_are_refused(labs: Labs, lid: str) -> None:
     variants = {
         "well-formed twin": twin(lst),
         "binary garbage": refusal(lst, b"\x00\xff\xfe\x80garbage\x01\x02\r\n\r\n"),
-        # TLS to a plain port, plain HTTP to a TLS port: the classic wrong-scheme mistakes.
-        "wrong protocol": (refusal(lst, lst.request(), tls=False) if lst.tls
-                           else refusal(lst, CLIENT_HELLO)),
         "missing version": refusal(lst, lst.request(line=f"GET {p}")),
         "HTTP/9.9": refusal(lst, lst.request(line=f"GET {p} HTTP/9.9")),
         "NUL in the target": refusal(lst, lst.request(line=f"GET {p}\x00 HTTP/1.1")),
@@ -329,27 +327,56 @@ def test_a_clean_close_is_answered_with_the_same_code(labs: Labs, lid: str) -> N
     })
 
 
-# -- slowloris -----------------------------------------------------------------------------------
+# -- slow and wrong-protocol clients -------------------------------------------------------------
+HTTP_LISTENERS = tuple(lid for lid in LISTENERS if not lid.endswith("chat"))
+SLOW_KINDS = ("slowloris", "silent", "slow second request")
+
+
 @dataclass
 class SlowResult:
-    closed_after: float | None = None  # None: still open after SLOW_LIMIT
-    answer: bytes = b""
+    #: how long each kind of slow client was kept (None: still open after SLOW_LIMIT)
+    closed_after: dict[str, float | None] = field(default_factory=dict)
+    answers: dict[str, bytes] = field(default_factory=dict)
     meanwhile: list[str] = field(default_factory=list)  # problems serving others meanwhile
+    wrong_scheme: str = ""  # problem with the wrong-protocol client ("" when refused in time)
 
 
 @dataclass
-class Slowloris:
+class SlowClients:
     results: dict[str, SlowResult]
     bystanders: dict[str, str]  # lab prefix -> problem ("" when fine)
 
+    def check(self, lid: str, kind: str) -> None:
+        r = self.results[lid]
+        assert not r.meanwhile, f"{lid} did not serve others meanwhile: {r.meanwhile}"
+        assert not self.bystanders[lid.split("-")[0]], self.bystanders
+        after = r.closed_after[kind]
+        assert after is not None, (
+            f"{lid} still held the {kind} client after {SLOW_LIMIT:.0f} s (answers so far: "
+            f"{r.answers.get(kind, b'')[:100]!r}): no deadline, so a few hundred such clients "
+            f"exhaust it")
+        assert after <= SLOW_LIMIT
 
-async def _slow_client(lst: Listener, result: SlowResult) -> None:
-    """Send a request line and then one more header line a second, never the blank line that
-    ends the headers; note when the server hangs up."""
-    reader, writer = await open_raw(lst)
+
+async def _slow(lst: Listener, kind: str, result: SlowResult) -> None:
+    """``slowloris``: a request line, then one more header line a second, never the blank line
+    that ends the headers. ``silent``: TCP open, not a byte sent (not even a ClientHello).
+    ``slow second request``: one complete request on a kept-alive connection, answered, then a
+    slowloris. Records when the server hangs up."""
+    if kind == "silent":
+        reader, writer = await asyncio.open_connection("127.0.0.1", lst.port)
+    else:
+        reader, writer = await open_raw(lst)
     t0 = time.monotonic()
+    got = b""
     try:
-        writer.write(f"GET {lst.ok_path} HTTP/1.1\r\nHost: {lst.hostport}\r\n".encode())
+        if kind == "slow second request":
+            writer.write(f"GET {lst.ok_path} HTTP/1.1\r\nHost: {lst.hostport}\r\n\r\n".encode())
+            reply = await asyncio.wait_for(read_reply(reader), 10)
+            assert reply.status == lst.ok_status, f"{lst.id}: {reply!r}"
+            t0 = time.monotonic()
+        if kind != "silent":
+            writer.write(f"GET {lst.ok_path} HTTP/1.1\r\nHost: {lst.hostport}\r\n".encode())
         n = 0
         while time.monotonic() - t0 < SLOW_LIMIT:
             try:
@@ -359,21 +386,42 @@ async def _slow_client(lst: Listener, result: SlowResult) -> None:
             except GONE:
                 data = b""
             if data == b"" or writer.transport.is_closing():
-                result.closed_after = time.monotonic() - t0
+                result.closed_after[kind] = time.monotonic() - t0
                 return
             if data:
-                result.answer += data  # a 408 before the close is fine
+                got += data  # a 408 before the close is fine
                 continue
-            writer.write(f"X-Slow-{n}: {n}\r\n".encode())
-            n += 1
+            if kind != "silent":
+                writer.write(f"X-Slow-{n}: {n}\r\n".encode())
+                n += 1
+        result.closed_after[kind] = None
     finally:
+        result.answers[kind] = got
         hang_up(writer)
 
 
+#: The start of a TLS ClientHello: what a browser sends for an https:// URL to a plain port.
+CLIENT_HELLO = b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03" + bytes(32) + b"\x00\x00\x02\x13\x01"
+
+
+async def _wrong_scheme(lst: Listener, result: SlowResult) -> None:
+    """TLS to a plain port, plain HTTP to a TLS port: the classic wrong-scheme mistakes. A
+    ClientHello has no line end, so a server waiting for a request line waits for its timeout:
+    this runs with the slow clients, under the same bound."""
+    data = lst.request() if lst.tls else CLIENT_HELLO
+    try:
+        reply = await exchange(lst, data, tls=False, timeout=SLOW_LIMIT)
+    except AssertionError as e:
+        result.wrong_scheme = str(e)
+        return
+    if not refused(reply):
+        result.wrong_scheme = f"answered {reply!r}"
+
+
 @pytest.fixture(scope="module")
-def slowloris(labs: Labs) -> Slowloris:
-    """One slow client on every listener at once (so the wait is paid once), while the
-    well-behaved clients are served and the bystanders chat."""
+def slow_clients(labs: Labs) -> SlowClients:
+    """Every kind of slow client and a wrong-protocol client on every listener at once (so the
+    wait is paid once), while well-behaved clients are served and the bystanders chat."""
     results = {lid: SlowResult() for lid in LISTENERS}
     problems = {"rp": "", "tls": ""}
 
@@ -398,26 +446,46 @@ def slowloris(labs: Labs) -> Slowloris:
         chats = [asyncio.ensure_future(chatting("rp", labs.rp, done)),
                  asyncio.ensure_future(chatting("tls", labs.tls, done))]
         await asyncio.sleep(0.5)
-        await asyncio.gather(meanwhile(), *(_slow_client(labs.listeners[lid], results[lid])
-                                            for lid in LISTENERS))
+        slow = [_slow(labs.listeners[lid], kind, results[lid]) for lid in LISTENERS
+                for kind in SLOW_KINDS if lid in HTTP_LISTENERS or kind != "slow second request"]
+        await asyncio.gather(
+            meanwhile(), *slow,
+            *(_wrong_scheme(labs.listeners[lid], results[lid]) for lid in LISTENERS))
         done.set()
         await asyncio.gather(*chats)
 
     asyncio.run(go())
-    return Slowloris(results, problems)
+    return SlowClients(results, problems)
 
 
 @pytest.mark.parametrize("lid", LISTENERS)
-def test_a_client_that_never_finishes_its_headers_is_timed_out(slowloris: Slowloris,
+def test_a_client_that_never_finishes_its_headers_is_timed_out(slow_clients: SlowClients,
                                                                 lid: str) -> None:
-    r = slowloris.results[lid]
+    slow_clients.check(lid, "slowloris")
+
+
+@pytest.mark.parametrize("lid", LISTENERS)
+def test_a_connection_that_never_says_anything_is_timed_out(slow_clients: SlowClients,
+                                                             lid: str) -> None:
+    """Not a byte, not even a TLS ClientHello on the TLS listeners."""
+    slow_clients.check(lid, "silent")
+
+
+@pytest.mark.parametrize("lid", HTTP_LISTENERS)
+def test_a_slow_second_request_on_a_kept_alive_connection_is_timed_out(
+        slow_clients: SlowClients, lid: str) -> None:
+    """The same slowloris after one honest request: the header deadline must hold for every
+    request of a keep-alive connection, not only its first."""
+    slow_clients.check(lid, "slow second request")
+
+
+@pytest.mark.parametrize("lid", LISTENERS)
+def test_tls_to_a_plain_port_and_plain_http_to_a_tls_port_are_refused(slow_clients: SlowClients,
+                                                                       lid: str) -> None:
+    r = slow_clients.results[lid]
+    assert not r.wrong_scheme, f"{lid}: {r.wrong_scheme}"
     assert not r.meanwhile, f"{lid} did not serve others meanwhile: {r.meanwhile}"
-    assert not slowloris.bystanders[lid.split("-")[0]], slowloris.bystanders
-    assert r.closed_after is not None, (
-        f"{lid} still held a connection that never finished its headers after {SLOW_LIMIT:.0f} s "
-        f"(answer so far: {r.answer[:100]!r}): no header timeout, so a few hundred such clients "
-        f"exhaust it")
-    assert r.closed_after <= SLOW_LIMIT
+    assert not slow_clients.bystanders[lid.split("-")[0]], slow_clients.bystanders
 
 
 # -- path traversal ------------------------------------------------------------------------------
@@ -505,8 +573,7 @@ def test_a_forged_origin_gets_403_and_the_bystanders_chat_on(labs: Labs, origin_
         url = lab.url("chat")
     else:
         lst = labs.listeners[where]
-        lab, allowed = labs.rp, labs.chat_origin(labs.rp)
-        assert allowed is not None
+        lab, allowed = labs.rp, labs.rp.origin("proxy")  # the chat allow-lists the proxy
         bystanders = labs.bystanders(lab)
         url = lab.ws_url("proxy") if lst.kind == "proxy" else lab.url("chat")
     scheme, _, hostport = allowed.partition("://")
@@ -600,39 +667,54 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_stop_leaks_no_socket_even_with_hostile_clients_attached() -> None:
-    """Start both labs afresh, leave hostile clients attached (a slow one, a half-open
-    WebSocket, a 1009), stop: the process is back to its file descriptors of before."""
+def test_stop_is_prompt_and_leaks_no_socket_with_hostile_clients_attached() -> None:
+    """Start both labs afresh; leave attached a slow client on every listener and open
+    WebSockets (through the proxy and straight to chat); stop. The open WebSockets are told 1001
+    (going away), the process is back to its file descriptors of before, and stop() is prompt:
+    learners re-run cells, and a stuck client must not make them wait."""
     gc.collect()
     before = _fds()
     rp = Lab(replace(scenarios.get("reverse-proxy").topology, name="hostile-leak-rp")).start()
     tls = Lab(messenger(name="hostile-leak-tls"))
     ports: set[int] = set()
+    stop_took = 0.0
+    codes: list[int | None] = []
     try:
         tls.start()
         leaked = Labs(rp, tls)
         ports = {lst.port for lst in leaked.listeners.values()}
 
-        async def attach() -> list[object]:
-            writers: list[object] = []
-            async with leaked.bystanders(rp), leaked.bystanders(tls):
-                for lst in leaked.listeners.values():
-                    await exchange(lst, lst.request(line="GET / HTTP/9.9"))
-                    _, w = await open_raw(lst)
-                    w.write(f"GET / HTTP/1.1\r\nHost: {lst.hostport}\r\n".encode())
-                    writers.append(w)
-                for lid in ("rp-proxy", "tls-chat"):
-                    lst = leaked.listeners[lid]
-                    url = lst.lab.ws_url("proxy") if lid == "rp-proxy" else lst.lab.url("chat")
-                    await ws_close_code(url, lst.lab, lst.chat_origin, b"x" * (MAX_MESSAGE + 1))
-            return writers
-
         async def run_and_stop() -> None:
-            writers = await attach()
-            # Stop with the slow clients still attached: the servers must close their side.
-            await asyncio.get_running_loop().run_in_executor(None, _stop, rp, tls)
-            for w in writers:
-                hang_up(w)  # type: ignore[arg-type]
+            nonlocal stop_took
+            writers: list[asyncio.StreamWriter] = []
+            sockets: list[ClientConnection] = []
+            try:
+                async with leaked.bystanders(rp), leaked.bystanders(tls):
+                    for lst in leaked.listeners.values():
+                        await exchange(lst, lst.request(line="GET / HTTP/9.9"))
+                        _, w = await open_raw(lst)
+                        w.write(f"GET / HTTP/1.1\r\nHost: {lst.hostport}\r\n".encode())
+                        writers.append(w)
+                    for lid in ("rp-proxy", "rp-chat", "tls-chat"):
+                        lst = leaked.listeners[lid]
+                        url = lst.lab.ws_url(lst.service) if lid == "rp-proxy" else lst.lab.url(
+                            "chat")
+                        await ws_close_code(url, lst.lab, lst.chat_origin,
+                                            b"x" * (MAX_MESSAGE + 1))
+                        sockets.append(await ws_connect(url, lst.lab.pki, host="127.0.0.1",
+                                                        origin=lst.chat_origin))
+                t0 = time.monotonic()
+                await asyncio.get_running_loop().run_in_executor(None, _stop, rp, tls)
+                stop_took = time.monotonic() - t0
+                for ws in sockets:
+                    with contextlib.suppress(ConnectionClosed):
+                        await asyncio.wait_for(ws.recv(), 5)
+                    codes.append(ws.close_code)
+            finally:
+                for w in writers:
+                    hang_up(w)
+                for ws in sockets:
+                    ws.transport.abort()
 
         asyncio.run(run_and_stop())
     finally:
@@ -645,6 +727,9 @@ def test_stop_leaks_no_socket_even_with_hostile_clients_attached() -> None:
     still = [c for c in psutil.Process().net_connections(kind="tcp")
              if c.laddr and c.laddr.port in ports]
     assert still == [], still
+    assert codes == [1001, 1001, 1001], codes
+    assert stop_took < 3, (
+        f"Lab.stop() took {stop_took:.1f} s with a client stuck in its opening handshake")
 
 
 def _stop(*labs: Lab) -> None:
