@@ -67,6 +67,7 @@ def checks() -> list[Check]:
     out.append(Check("nginx", bool(nginx), _version([nginx, "-v"]) if nginx else "not found",
                      system.install_command(["nginx"])))
     out.append(_port_check())
+    out.append(_files_check())
     out.append(_ca_check())
     return out
 
@@ -79,6 +80,18 @@ def _port_check() -> Check:
         return Check("ports", True, f"loopback ports free (e.g. {port})")
     except OSError as e:
         return Check("ports", False, f"cannot bind 127.0.0.1: {e}", "check the loopback interface")
+
+
+def _files_check() -> Check:
+    from .runtime import raise_open_files_limit
+
+    soft, hard = raise_open_files_limit()
+    if soft == 0:
+        return Check("open files", True, "no limit to check on this system")
+    # Three descriptors per proxied chat client; a room of 30 needs few, a load test many.
+    ok = soft >= 1024
+    return Check("open files", ok, f"{soft} per process (hard limit {hard})",
+                 "ulimit -n 4096 before starting Jupyter")
 
 
 def _ca_check() -> Check:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("labkit.runtime")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -36,6 +38,8 @@ def loop() -> asyncio.AbstractEventLoop:
         if _loop is None or _loop.is_closed() or _thread is None or not _thread.is_alive():
             ready = threading.Event()
             new_loop = asyncio.new_event_loop()
+            new_loop.set_exception_handler(_log_exception)
+            raise_open_files_limit()
 
             def _run() -> None:
                 asyncio.set_event_loop(new_loop)
@@ -47,6 +51,31 @@ def loop() -> asyncio.AbstractEventLoop:
             _thread.start()
             ready.wait()
         return _loop
+
+
+def _log_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # asyncio's default handler writes tracebacks to stderr from this thread — into whichever
+    # notebook cell is running. Send them to labkit's log instead (see Lab.logs()).
+    log.error("lab loop: %s", context.get("message", "error"),
+              exc_info=context.get("exception"))
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise the soft open-files limit to the hard one: each proxied chat client holds three
+    descriptors, and 1024 (Linux) or 256 (macOS) would cap a room well below its size."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return (0, 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft, hard
 
 
 def in_lab_loop() -> bool:
