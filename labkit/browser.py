@@ -18,8 +18,8 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import time
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import runtime, system
+from . import runtime, system, tempdirs
 from .apps.store import Store
 from .errors import LabError
 from .observation import (
@@ -119,6 +119,20 @@ def spki_hash(cert_pem: bytes) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
+_live: weakref.WeakSet[Browser] = weakref.WeakSet()
+
+
+def _stop_live_browsers() -> None:
+    for b in list(_live):
+        try:
+            b.stop()
+        except Exception:  # exiting anyway
+            pass
+
+
+runtime.on_shutdown(_stop_live_browsers)
+
+
 class Browser:
     """One headless (or headed) Chromium, started on first use, reused for every visit.
 
@@ -183,7 +197,7 @@ class Browser:
         from playwright.async_api import async_playwright
 
         executable = self.executable or system.find_browser()
-        self._home = tempfile.mkdtemp(prefix="labkit-browser-")
+        self._home = tempdirs.make("labkit-browser-")
         args = list(FLAGS)
         self.trust = self._setup_trust(Path(self._home), args)
         env = dict(os.environ, HOME=self._home)
@@ -198,6 +212,7 @@ class Browser:
             if executable is None:
                 raise BrowserMissingError() from None
             raise BrowserStartError(executable, str(e)) from None
+        _live.add(self)  # stopped at interpreter exit if nobody else does
         self.version = self._browser.version
         log.info("browser up: Chromium %s (%s), trust via %s", self.version, executable, self.trust)
         self._prepare_spare()  # the first visit need not wait for a renderer either

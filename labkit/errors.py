@@ -17,6 +17,11 @@ class LabError(Exception):
         # dataclass subclasses never call this; keep Exception.args useful for pickling/logging
         super().__init__(*args)
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of the stack: a learner needs the message, not labkit's
+        # internals. (Scripts still get the full traceback.)
+        return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {self}"]
+
 
 @dataclass
 class PortInUseError(LabError):

@@ -15,12 +15,11 @@ import shutil
 import signal
 import socket
 import ssl
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
 
-from . import system
+from . import system, tempdirs
 from .errors import LabError, PortInUseError
 from .pki import CertFiles
 from .proxy import ProxyConfig
@@ -154,7 +153,7 @@ class NginxServer:
             raise NginxMissingError()
         port = sock.getsockname()[1]
         redirect_ports = tuple(s.getsockname()[1] for s in self.redirect_socks)
-        self.prefix = tempfile.mkdtemp(prefix="labkit-nginx-")
+        self.prefix = tempdirs.make("labkit-nginx-")
         for d in TEMP_DIRS:
             os.mkdir(os.path.join(self.prefix, d))
         self.config_text = render(self.cfg, port=port, cert=self.cert, prefix=self.prefix,

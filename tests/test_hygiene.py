@@ -130,3 +130,27 @@ def test_no_lab_ca_secret_is_printed_into_a_notebook() -> None:
         text = nbformat.writes(nbformat.read(path, as_version=4))
         assert "PRIVATE KEY" not in text, path.name
         assert not any(line in text for line in key_lines), path.name
+
+
+def test_temp_folders_of_dead_owners_are_swept() -> None:
+    """A killed kernel leaves its browser HOME behind; the next labkit sweeps it away."""
+    import subprocess
+    import sys
+
+    from labkit import tempdirs
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead_pid = int(child.stdout)
+    orphan = Path(tempdirs.make("labkit-test-sweep-"))
+    (orphan / tempdirs.OWNER).write_text(str(dead_pid))
+    mine = Path(tempdirs.make("labkit-test-sweep-"))  # made after the sweep, by a live owner
+    try:
+        assert not orphan.exists()  # swept by the second make()
+        assert mine.exists()
+        assert tempdirs.sweep("labkit-test-sweep-") == 0  # never the living
+    finally:
+        import shutil
+
+        shutil.rmtree(mine, ignore_errors=True)
+        shutil.rmtree(orphan, ignore_errors=True)

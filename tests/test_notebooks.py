@@ -46,3 +46,41 @@ def test_shaped_as_a_lesson(path: Path) -> None:
         if c.cell_type == "code":
             # Thin notebooks: machinery belongs in labkit, not in cells.
             assert len(c.source.splitlines()) <= 12, c.source
+
+
+def test_out_of_order_twice_and_after_restart_in_a_real_kernel() -> None:
+    """A participant's worst day: cells out of order, twice, after a kernel restart. Each gives a
+    working lab or one clear line — never a hang or a traceback into labkit's internals."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cells = [
+        "import labkit\nlab = labkit.Lab(labkit.messenger(name='ooo'))",
+        "lab.visit()",  # before start: a clear error
+        "lab.start(); lab.start(); print(lab.running)",  # twice: fine
+        "lab.stop(); lab.stop(); print(lab.running)",
+        "lab = labkit.Lab(labkit.messenger(name='ooo')).start()\n"
+        "lab = labkit.Lab(labkit.messenger(name='ooo')).start()\nprint(lab.running)",
+        "labkit.run('no-such-scenario')",
+        "labkit.reset()",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True)
+    client.execute()
+    outs = [c.outputs for c in nb.cells]
+    err = outs[1][0]
+    assert err.output_type == "error" and err.ename == "LabNotRunningError"
+    assert len(err.traceback) == 1 and "Call lab.start() first" in err.traceback[0]
+    assert outs[2][0].text.strip() == "True"
+    assert outs[3][0].text.strip() == "False"
+    assert outs[4][0].text.strip() == "True"
+    err = outs[5][0]
+    assert err.ename == "UnknownScenarioError" and len(err.traceback) == 1
+    assert "Known scenarios: cors-port-mismatch" in err.traceback[0]
+    # ...and after a kernel restart, the same first cells work again.
+    client = NotebookClient(new_notebook(cells=[new_code_cell(cells[0]),
+                                                new_code_cell("lab.start(); print(lab.running)"),
+                                                new_code_cell("labkit.reset()")]),
+                            timeout=120, kernel_name="python3")
+    again = client.execute()
+    assert again.cells[1].outputs[0].text.strip() == "True"

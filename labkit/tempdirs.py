@@ -1,0 +1,47 @@
+"""Temporary folders that do not outlive their owner.
+
+The browser's throwaway HOME and nginx's prefix live in the system temp folder. A kernel that is
+killed cannot clean up after itself, so each folder records its owner's PID, and the next labkit
+to make one sweeps away the folders of owners that are gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+OWNER = "labkit-owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive, and not ours to judge
+        return True
+    return True
+
+
+def sweep(prefix: str) -> int:
+    """Remove ``prefix*`` folders whose owner process has exited. Returns how many."""
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        try:
+            pid = int((path / OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # not made by this module (or being made right now): leave it
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def make(prefix: str) -> str:
+    """A new private folder owned by this process (after sweeping orphans of the same kind)."""
+    sweep(prefix)
+    path = tempfile.mkdtemp(prefix=prefix)
+    Path(path, OWNER).write_text(str(os.getpid()))
+    return path
