@@ -101,25 +101,9 @@ def _depths(topology: Topology, es: list[Edge]) -> dict[str, int]:
 
 
 def _label(s: Service, ports: dict[str, int]) -> tuple[str, str]:
-    scheme = s.scheme
     port = ports.get(s.name)
-    where = f"{scheme}://{s.host}" + (f":{port}" if port else ":<port>")
-    notes = []
-    if s.tls:
-        notes.append("TLS, " + {"lab": "lab cert", "own": f"cert for {s.host} only",
-                              "rogue": "cert from a rogue CA",
-                              "wrong-name": "cert for wrong.lab.test"}[s.cert])
-    else:
-        notes.append("plain, no TLS")
-    if s.kind == "api":
-        notes.append("CORS: " + s.cors.describe())
-    if s.kind in ("chat", "socketio"):
-        notes.append("Origin check: " + ("none" if s.origins is None else ", ".join(s.origins)))
-    if s.kind == "redirect":
-        notes.append(f"answers 308 → https ({s.target})")
-    if s.idle_timeout:
-        notes.append(f"idle timeout {s.idle_timeout:g} s")
-    return where, "; ".join(notes)
+    where = f"{s.scheme}://{s.host}" + (f":{port}" if port else ":<port>")
+    return where, "; ".join(s.notes())
 
 
 def render(topology: Topology, *, visit: str = "web", ports: dict[str, int] | None = None,

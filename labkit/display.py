@@ -7,6 +7,7 @@ import html
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .lab import Lab
     from .observation import Observation
 
 _STATE_COLOURS = {"ok": "#137333", "blocked": "#c5221f", "error": "#b06000", "skipped": "#888"}
@@ -44,3 +45,19 @@ def observation_html(obs: Observation) -> str:
         img = (f"<img src='data:image/png;base64,{b64}' style='width:340px;border:1px solid #ccc'"
                f" alt='screenshot of the page'>")
     return (f"<div style='display:flex;gap:12px;align-items:flex-start'>{table}{img}</div>")
+
+
+def lab_html(lab: Lab) -> str:
+    """A lab as a table: each service, its real URL, TLS, and the policy that matters."""
+    rows = []
+    for svc in lab.topology.services:
+        info = lab.services_by_name().get(svc.name)
+        url = _esc(info.url) if info else "—"
+        rows.append(
+            f"<tr><td><b>{_esc(svc.name)}</b></td><td>{svc.kind}</td>"
+            f"<td><code>{url}</code></td><td>{_esc('; '.join(svc.notes()))}</td></tr>")
+    state = "running" if lab.running else "stopped"
+    head = (f"<b>Lab '{_esc(lab.topology.name)}'</b> — {state}"
+            f" — lab CA: <code>{_esc(lab.pki.ca_pem)}</code>")
+    return (f"<div>{head}<table><tr><th>service</th><th>kind</th><th>URL</th>"
+            f"<th>TLS and policy</th></tr>{''.join(rows)}</table></div>")

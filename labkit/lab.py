@@ -9,7 +9,6 @@ learners re-run cells.
 from __future__ import annotations
 
 import errno
-import html
 import socket
 import ssl
 import threading
@@ -437,6 +436,9 @@ class Lab:
     def services(self) -> list[ServiceInfo]:
         return list(self._info.values())
 
+    def services_by_name(self) -> dict[str, ServiceInfo]:
+        return dict(self._info)
+
     def requests(self, service: str | None = None) -> list[dict[str, Any]]:
         """What the servers saw (method, path, Origin, Sec-Fetch-Site, status), oldest first."""
         return [s.as_dict() for s in self.store.seen if service in (None, s.service)]
@@ -456,26 +458,9 @@ class Lab:
         return f"<Lab '{self.topology.name}' running: {urls}>"
 
     def _repr_html_(self) -> str:
-        rows = []
-        for svc in self.topology.services:
-            info = self._info.get(svc.name)
-            url = html.escape(info.url) if info else "—"
-            notes = []
-            if svc.kind == "api":
-                notes.append("CORS: " + svc.cors.describe())
-            if svc.kind == "chat":
-                notes.append("Origin check: " + ("none (any origin)" if svc.origins is None
-                                                 else ", ".join(svc.origins)))
-            if svc.tls and svc.cert != "lab":
-                notes.append(f"certificate: {svc.cert}")
-            rows.append(
-                f"<tr><td><b>{html.escape(svc.name)}</b></td><td>{svc.kind}</td>"
-                f"<td><code>{url}</code></td><td>{'TLS' if svc.tls else 'plain'}</td>"
-                f"<td>{html.escape('; '.join(notes))}</td></tr>")
-        head = (f"<b>Lab '{html.escape(self.topology.name)}'</b> — {self._state}"
-                f" — lab CA: <code>{html.escape(str(self.pki.ca_pem))}</code>")
-        return (f"<div>{head}<table><tr><th>service</th><th>kind</th><th>URL</th><th>TLS</th>"
-                f"<th>policy</th></tr>{''.join(rows)}</table></div>")
+        from .display import lab_html
+
+        return lab_html(self)
 
 
 def stop_all() -> None:

@@ -70,6 +70,26 @@ class Service:
     #: For a load balancer: drop a WebSocket silent for this long (seconds); None: never.
     idle_timeout: float | None = None
 
+    def notes(self) -> list[str]:
+        """What matters about this service for the lessons, in a few words each."""
+        out = []
+        if self.tls:
+            out.append("TLS, " + {"lab": "lab cert", "own": f"cert for {self.host} only",
+                                  "rogue": "cert from a rogue CA",
+                                  "wrong-name": "cert for wrong.lab.test"}[self.cert])
+        else:
+            out.append("plain, no TLS")
+        if self.kind == "api":
+            out.append("CORS: " + self.cors.describe())
+        if self.kind in ("chat", "socketio"):
+            out.append("Origin check: " + ("none" if self.origins is None
+                                           else ", ".join(self.origins)))
+        if self.kind == "redirect":
+            out.append(f"answers 308 → https ({self.target})")
+        if self.idle_timeout:
+            out.append(f"idle timeout {self.idle_timeout:g} s")
+        return out
+
     @property
     def scheme(self) -> str:
         if self.kind in ("chat",):
