@@ -22,12 +22,10 @@ import asyncio
 import logging
 import socket
 import ssl
-import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from multidict import CIMultiDict
 
 from .clients import LabResolver
@@ -41,12 +39,11 @@ from .routing import (
     upstream_headers,
 )
 from .serving import AiohttpServer
+from .splice import BACKEND_GONE as BACKEND_GONE  # re-exported: part of the proxy's contract
+from .splice import Splice, splice_websocket
 
 log = logging.getLogger("labkit.proxy")
 
-#: Close code toward the browser when the backend of a relayed WebSocket goes away (RFC 6455 §7.4.1
-#: registry: 1014 "Bad Gateway").
-BACKEND_GONE = 1014
 
 
 @dataclass(frozen=True)
@@ -69,8 +66,7 @@ class ReverseProxy:
         self.cfg = cfg
         self.session: aiohttp.ClientSession | None = None
         self.server: AiohttpServer | None = None
-        self.sockets: set[web.WebSocketResponse] = set()
-        self.idle_closed = 0
+        self.splices: set[Splice] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
@@ -89,8 +85,8 @@ class ReverseProxy:
         await self.server.start(sock, ssl_context)
 
     async def stop(self) -> None:
-        for ws in list(self.sockets):
-            await ws.close(code=1001, message=b"proxy shutting down")
+        for sp in list(self.splices):
+            sp.close(1001, "proxy shutting down")
         if self.server is not None:
             await self.server.stop()
             self.server = None
@@ -130,115 +126,20 @@ class ReverseProxy:
             return _text(502, f"502 Bad Gateway: the {route.upstream} server is not answering "
                               f"({type(e).__name__})")
 
-    # -- WebSocket relay -------------------------------------------------------------------------
+    # -- WebSocket relay (a byte splice, see splice.py) -----------------------------------------
     async def _relay_ws(self, request: web.Request, route: Route, upstream: str
                         ) -> web.StreamResponse:
-        headers = upstream_headers(request.headers.items(), host=request.host,
-                                   client_ip=request.remote or "", proto=self.cfg.proto)
-        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                     if p.strip()]
-        assert self.session is not None
-        url = "ws" + upstream[4:] + request.raw_path  # http(s)://... -> ws(s)://...
-        try:
-            # Handshake upstream first: if the backend refuses (403 from its Origin check), the
-            # browser gets that same answer instead of a socket that dies at once.
-            up = await self.session.ws_connect(url, headers=headers, protocols=protocols,
-                                               autoping=False, autoclose=False,
-                                               max_msg_size=self.cfg.max_message)
-        except aiohttp.WSServerHandshakeError as e:
-            return _text(e.status if e.status >= 400 else 502,
-                         f"the {route.upstream} server refused the WebSocket ({e.status})")
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
-            return _text(502, f"502 Bad Gateway: the {route.upstream} server is not answering "
-                              f"({type(e).__name__})")
-        down = web.WebSocketResponse(autoping=False, autoclose=False,
-                                     max_msg_size=self.cfg.max_message,
-                                     protocols=[up.protocol] if up.protocol else ())
-        await down.prepare(request)
-        self.sockets.add(down)
-        last = [time.monotonic()]
-        try:
-            await self._pump_both(down, up, last, request)
-        finally:
-            self.sockets.discard(down)
-            if not up.closed:
-                await up.close()
-            if not down.closed:
-                await down.close(code=BACKEND_GONE, message=b"backend went away")
-        return down
+        def track(old: Splice | None, new: Splice) -> None:
+            if old is None:
+                self.splices.add(new)
+            else:
+                self.splices.discard(old)
 
-    async def _pump_both(self, down: web.WebSocketResponse, up: aiohttp.ClientWebSocketResponse,
-                         last: list[float], request: web.Request) -> None:
-        to_up = asyncio.ensure_future(_pump(down, up, last, "browser"))
-        to_down = asyncio.ensure_future(_pump(up, down, last, "backend"))
-        tasks: set[asyncio.Future[Any]] = {to_up, to_down}
-        if self.cfg.idle_timeout:
-            tasks.add(asyncio.ensure_future(self._idle_watch(last, request, up)))
-        try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if to_down in done and to_down.result() == "gone" and not down.closed:
-                await down.close(code=BACKEND_GONE, message=b"backend went away")
-            # Let the other direction finish its closing handshake briefly, then stop it.
-            other = pending & {to_up, to_down}
-            if other:
-                await asyncio.wait(other, timeout=2)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _idle_watch(self, last: list[float], request: web.Request,
-                          up: aiohttp.ClientWebSocketResponse) -> None:
-        assert self.cfg.idle_timeout
-        while True:
-            left = last[0] + self.cfg.idle_timeout - time.monotonic()
-            if left <= 0:
-                # A cloud load balancer just drops the idle TCP connection: no close frame, so
-                # the browser reports 1006.
-                self.idle_closed += 1
-                log.info("%s: closing a WebSocket idle for %.1f s", self.cfg.name,
-                         self.cfg.idle_timeout)
-                if request.transport is not None:
-                    request.transport.abort()
-                await up.close()
-                return
-            await asyncio.sleep(left)
-
-
-async def _pump(src: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                dst: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                last: list[float], side: str) -> str:
-    """Copy frames from src to dst until src closes. Returns "closed" for a clean close (code and
-    reason passed on) or "gone" when src vanished without a close frame."""
-    while True:
-        msg = await src.receive()
-        last[0] = time.monotonic()
-        if msg.type == WSMsgType.TEXT:
-            await dst.send_str(msg.data)
-        elif msg.type == WSMsgType.BINARY:
-            await dst.send_bytes(msg.data)
-        elif msg.type == WSMsgType.PING:
-            await dst.ping(msg.data)
-        elif msg.type == WSMsgType.PONG:
-            await dst.pong(msg.data)
-        elif msg.type == WSMsgType.CLOSE:
-            code = msg.data if isinstance(msg.data, int) else 1000
-            reason = (msg.extra or "").encode()
-            # Pass the close on with its code and reason, then finish src's closing handshake.
-            if not dst.closed:
-                await dst.close(code=code, message=reason)
-            if not src.closed:
-                await src.close(code=code, message=reason)
-            return "closed"
-        elif msg.type == WSMsgType.CLOSING:
-            # Our own close() of src, from the other direction's clean close: not a dead peer.
-            return "closed"
-        else:  # CLOSED, ERROR: the peer went away (or sent something too big)
-            if side == "browser" and not dst.closed:
-                # The browser vanished without a close frame: tell the backend it went away,
-                # rather than a clean 1000 it never said.
-                await dst.close(code=1001, message=b"client went away")
-            return "gone"
+        return await splice_websocket(
+            request, upstream=upstream, name=route.upstream, upstream_ssl=self.cfg.upstream_ssl,
+            proto=self.cfg.proto, connect_timeout=self.cfg.connect_timeout,
+            max_message=self.cfg.max_message, idle_timeout=self.cfg.idle_timeout,
+            track=track, refuse=_text)
 
 
 def _text(status: int, text: str) -> web.Response:

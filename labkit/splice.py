@@ -1,0 +1,219 @@
+"""The proxy's WebSocket relay: handshake upstream, then copy bytes both ways, as nginx does.
+
+Copying bytes instead of decoding and re-encoding every frame keeps close codes, reasons, pings and
+fragmentation exactly as the two ends sent them, and costs a fraction of the CPU.
+Two :class:`~labkit.frames.FrameCursor`\\ s follow the frame boundaries so the proxy can still speak
+up when it must: 1009 for a frame over the size limit, 1014 toward the browser when the backend
+vanishes, 1001 toward the backend when the browser does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .frames import FrameCursor, close_frame
+from .routing import upstream_headers
+
+log = logging.getLogger("labkit.proxy")
+
+#: Close code toward the browser when the backend of a relayed WebSocket goes away (RFC 6455 §7.4.1
+#: registry: 1014 "Bad Gateway").
+BACKEND_GONE = 1014
+_KEEP = ("sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions")
+_HIGH_WATER = 1024 * 1024
+
+
+class Splice:
+    """One relayed WebSocket: the browser's transport on one side, the backend's on the other."""
+
+    def __init__(self, request: web.Request, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, max_message: int,
+                 idle_timeout: float | None) -> None:
+        assert request.transport is not None
+        self.request, self.reader, self.writer = request, reader, writer
+        self.down = request.transport  # toward the browser
+        self.up_cursor = FrameCursor(limit=max_message)  # browser -> backend
+        self.down_cursor = FrameCursor()  # backend -> browser
+        self.idle_timeout = idle_timeout
+        self.last = time.monotonic()
+        self.done = asyncio.get_running_loop().create_future()
+        self.discarding = False
+
+    # aiohttp hands every byte the browser sends after the upgrade to its "payload parser":
+    # this object, installed with set_parser() as aiohttp's own WebSocketResponse does.
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.last = time.monotonic()
+        if self.discarding:
+            # After refusing a frame: skip what the browser still sends until its close frame
+            # (closing with unread data would reset the connection and lose our close frame).
+            self.up_cursor.feed(data)
+            if self.up_cursor.closed:
+                self._finish()
+            return False, b""
+        cut = self.up_cursor.feed(data)
+        if cut is not None:
+            self.writer.write(data[:cut])
+            self._close_both(1009, "message too big", finish=False)
+            self.discarding = True
+            self.up_cursor.limit = None
+            self.up_cursor.feed(data[cut:])
+            asyncio.get_running_loop().call_later(2.0, self._finish)
+            return False, b""
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            self.down.pause_reading()
+            asyncio.ensure_future(self._resume_when_drained())
+        return False, b""
+
+    def feed_eof(self) -> None:
+        # The browser's connection ended. Without its close frame, tell the backend it went away.
+        if not self.up_cursor.closed and self.up_cursor.at_boundary:
+            self.writer.write(close_frame(1001, "client went away", masked=True))
+        self._finish()
+
+    async def _resume_when_drained(self) -> None:
+        try:
+            await self.writer.drain()
+        finally:
+            if not self.down.is_closing():
+                self.down.resume_reading()
+
+    async def pump_down(self) -> None:
+        """Backend -> browser, until the backend closes."""
+        try:
+            while data := await self.reader.read(65536):
+                self.last = time.monotonic()
+                self.down_cursor.feed(data)
+                if self.down.is_closing():
+                    break
+                self.down.write(data)
+                while self.down.get_write_buffer_size() > _HIGH_WATER and \
+                        not self.down.is_closing():
+                    await asyncio.sleep(0.005)
+        except (ConnectionError, OSError):
+            pass
+        if not self.down_cursor.closed and self.down_cursor.at_boundary \
+                and not self.down.is_closing():
+            # The backend vanished without a close frame: a bad gateway, said in WebSocket.
+            self.down.write(close_frame(BACKEND_GONE, "backend went away", masked=False))
+        if not self.discarding:  # else the browser's close frame (or a deadline) ends it
+            self._finish()
+
+    async def watch_idle(self) -> None:
+        assert self.idle_timeout
+        while not self.done.done():
+            left = self.last + self.idle_timeout - time.monotonic()
+            if left <= 0:
+                # A cloud load balancer just drops an idle TCP connection: no close frame, so
+                # the browser reports 1006.
+                log.info("closing a WebSocket idle for %.1f s", self.idle_timeout)
+                self.down.abort()
+                self.writer.transport.abort()
+                self._finish()
+                return
+            await asyncio.sleep(left)
+
+    def close(self, code: int, reason: str) -> None:
+        """The proxy itself ends this socket (shutting down)."""
+        self._close_both(code, reason)
+
+    def _close_both(self, code: int, reason: str, finish: bool = True) -> None:
+        if self.down_cursor.at_boundary and not self.down.is_closing():
+            self.down.write(close_frame(code, reason, masked=False))
+        if self.up_cursor.at_boundary and not self.writer.transport.is_closing():
+            self.writer.write(close_frame(1001, "proxy closed the connection", masked=True))
+        if finish:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def splice_websocket(request: web.Request, *, upstream: str, name: str,
+                           upstream_ssl: ssl.SSLContext | None, proto: str,
+                           connect_timeout: float, max_message: int,
+                           idle_timeout: float | None,
+                           track: Callable[[Splice | None, Splice], Any],
+                           refuse: Callable[[int, str], web.StreamResponse]) -> web.StreamResponse:
+    """Relay the WebSocket of ``request`` to ``upstream`` (an http(s) origin) for its life."""
+    target = urlsplit(upstream)
+    tls = target.scheme == "https"
+    host = "::1" if target.hostname == "::1" else "127.0.0.1"  # backends are on loopback
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            host, target.port, ssl=upstream_ssl if tls else None,
+            server_hostname=target.hostname if tls else None), connect_timeout)
+    except (OSError, asyncio.TimeoutError) as e:
+        return refuse(502, f"502 Bad Gateway: the {name} server is not answering "
+                           f"({type(e).__name__})")
+    try:
+        head = await _handshake(request, writer, reader, proto, connect_timeout)
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError, ValueError, IndexError) as e:
+        writer.close()
+        return refuse(502, f"502 Bad Gateway: the {name} server broke the handshake "
+                           f"({type(e).__name__})")
+    status, headers = head
+    if status != 101:
+        # The backend said no (403 from its Origin check): the browser gets that same answer.
+        writer.close()
+        return refuse(status if status >= 400 else 502,
+                      f"the {name} server refused the WebSocket ({status})")
+    resp = web.StreamResponse(status=101, headers=CIMultiDict(
+        [("Upgrade", "websocket"), ("Connection", "Upgrade"), *headers]))
+    resp.force_close()  # after this socket the connection is done, never kept alive
+    await resp.prepare(request)
+    splice = Splice(request, reader, writer, max_message, idle_timeout)
+    request.protocol.set_parser(splice)  # type: ignore[arg-type]
+    track(None, splice)
+    tasks = [asyncio.ensure_future(splice.pump_down())]
+    if idle_timeout:
+        tasks.append(asyncio.ensure_future(splice.watch_idle()))
+    try:
+        await splice.done
+        await asyncio.wait(tasks, timeout=1)  # let a close frame in flight get through
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        track(splice, splice)
+        writer.close()
+        if not splice.down.is_closing():
+            splice.down.close()
+    return resp
+
+
+async def _handshake(request: web.Request, writer: asyncio.StreamWriter,
+                     reader: asyncio.StreamReader, proto: str, timeout: float
+                     ) -> tuple[int, list[tuple[str, str]]]:
+    """Send the browser's opening handshake upstream (its key, versions, protocols and
+    extensions kept; forwarded headers added); return the status and the headers to pass back."""
+    headers = upstream_headers(request.headers.items(), host=request.host,
+                               client_ip=request.remote or "", proto=proto)
+    # Extensions are not offered upstream: with permessage-deflate a frame's size on the wire is
+    # not its message size, and the proxy's message limit could not be enforced.
+    ws = [(k, v) for k, v in request.headers.items()
+          if k.lower().startswith("sec-websocket-") and k.lower() != "sec-websocket-extensions"]
+    lines = [f"GET {request.raw_path} HTTP/1.1",
+             *(f"{k}: {v}" for k, v in [*headers, ("Upgrade", "websocket"),
+                                       ("Connection", "Upgrade"), *ws])]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    status_line, *rest = raw.decode("latin-1").split("\r\n")
+    status = int(status_line.split(" ", 2)[1])
+    keep = []
+    for line in rest:
+        k, _, v = line.partition(":")
+        if k.strip().lower() in _KEEP:
+            keep.append((k.strip(), v.strip()))
+    return status, keep
