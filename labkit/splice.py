@@ -32,15 +32,56 @@ _KEEP = ("sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extens
 _HIGH_WATER = 1024 * 1024
 
 
+class _Upstream(asyncio.Protocol):
+    """The backend connection. Reads its handshake answer, then hands every byte straight to the
+    splice from ``data_received`` — no reader task in between, so no extra loop turn."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.head: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.buf = b""
+        self.splice: Splice | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.splice is not None:
+            self.splice.from_backend(data)
+            return
+        self.buf += data
+        if b"\r\n\r\n" in self.buf and not self.head.done():
+            head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+            self.head.set_result(head)
+        elif len(self.buf) > 64 * 1024 and not self.head.done():
+            self.head.set_exception(ValueError("handshake answer too long"))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.splice is not None:
+            self.splice.backend_gone()
+        elif not self.head.done():
+            self.head.set_exception(ConnectionError("the backend closed during the handshake"))
+
+    def attach(self, splice: Splice) -> None:
+        self.splice = splice
+        rest, self.buf = self.buf, b""
+        if rest:  # frames that arrived right behind the 101
+            splice.from_backend(rest)
+        if self.transport is not None and self.transport.is_closing():
+            splice.backend_gone()
+
+
 class Splice:
     """One relayed WebSocket: the browser's transport on one side, the backend's on the other."""
 
-    def __init__(self, request: web.Request, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, max_message: int,
+    def __init__(self, request: web.Request, up: asyncio.Transport, max_message: int,
                  idle_timeout: float | None) -> None:
         assert request.transport is not None
-        self.request, self.reader, self.writer = request, reader, writer
         self.down = request.transport  # toward the browser
+        self.up = up  # toward the backend
         self.up_cursor = FrameCursor(limit=max_message)  # browser -> backend
         self.down_cursor = FrameCursor()  # backend -> browser
         self.idle_timeout = idle_timeout
@@ -61,52 +102,56 @@ class Splice:
             return False, b""
         cut = self.up_cursor.feed(data)
         if cut is not None:
-            self.writer.write(data[:cut])
+            self._write_up(data[:cut])
             self._close_both(1009, "message too big", finish=False)
             self.discarding = True
             self.up_cursor.limit = None
             self.up_cursor.feed(data[cut:])
             asyncio.get_running_loop().call_later(2.0, self._finish)
             return False, b""
-        self.writer.write(data)
-        if self.writer.transport.get_write_buffer_size() > _HIGH_WATER:
-            self.down.pause_reading()
-            asyncio.ensure_future(self._resume_when_drained())
+        self._write_up(data)
+        if self.up.get_write_buffer_size() > _HIGH_WATER:
+            self._throttle(self.down, self.up)
         return False, b""
 
     def feed_eof(self) -> None:
         # The browser's connection ended. Without its close frame, tell the backend it went away.
         if not self.up_cursor.closed and self.up_cursor.at_boundary:
-            self.writer.write(close_frame(1001, "client went away", masked=True))
+            self._write_up(close_frame(1001, "client went away", masked=True))
         self._finish()
 
-    async def _resume_when_drained(self) -> None:
-        try:
-            await self.writer.drain()
-        finally:
-            if not self.down.is_closing():
-                self.down.resume_reading()
+    def from_backend(self, data: bytes) -> None:
+        self.last = time.monotonic()
+        self.down_cursor.feed(data)
+        if self.down.is_closing():
+            return
+        self.down.write(data)
+        if self.down.get_write_buffer_size() > _HIGH_WATER:
+            self._throttle(self.up, self.down)
 
-    async def pump_down(self) -> None:
-        """Backend -> browser, until the backend closes."""
-        try:
-            while data := await self.reader.read(65536):
-                self.last = time.monotonic()
-                self.down_cursor.feed(data)
-                if self.down.is_closing():
-                    break
-                self.down.write(data)
-                while self.down.get_write_buffer_size() > _HIGH_WATER and \
-                        not self.down.is_closing():
-                    await asyncio.sleep(0.005)
-        except (ConnectionError, OSError):
-            pass
+    def backend_gone(self) -> None:
         if not self.down_cursor.closed and self.down_cursor.at_boundary \
                 and not self.down.is_closing():
             # The backend vanished without a close frame: a bad gateway, said in WebSocket.
             self.down.write(close_frame(BACKEND_GONE, "backend went away", masked=False))
         if not self.discarding:  # else the browser's close frame (or a deadline) ends it
             self._finish()
+
+    def _write_up(self, data: bytes) -> None:
+        if data and not self.up.is_closing():
+            self.up.write(data)
+
+    def _throttle(self, reading: asyncio.BaseTransport, full: asyncio.WriteTransport) -> None:
+        """Stop reading one side while the other side's send buffer drains (backpressure)."""
+        reading.pause_reading()  # type: ignore[attr-defined]
+
+        async def resume() -> None:
+            while full.get_write_buffer_size() > _HIGH_WATER // 4 and not full.is_closing():
+                await asyncio.sleep(0.005)
+            if not reading.is_closing():
+                reading.resume_reading()  # type: ignore[attr-defined]
+
+        asyncio.ensure_future(resume())
 
     async def watch_idle(self) -> None:
         assert self.idle_timeout
@@ -117,7 +162,7 @@ class Splice:
                 # the browser reports 1006.
                 log.info("closing a WebSocket idle for %.1f s", self.idle_timeout)
                 self.down.abort()
-                self.writer.transport.abort()
+                self.up.abort()
                 self._finish()
                 return
             await asyncio.sleep(left)
@@ -129,8 +174,8 @@ class Splice:
     def _close_both(self, code: int, reason: str, finish: bool = True) -> None:
         if self.down_cursor.at_boundary and not self.down.is_closing():
             self.down.write(close_frame(code, reason, masked=False))
-        if self.up_cursor.at_boundary and not self.writer.transport.is_closing():
-            self.writer.write(close_frame(1001, "proxy closed the connection", masked=True))
+        if self.up_cursor.at_boundary:
+            self._write_up(close_frame(1001, "proxy closed the connection", masked=True))
         if finish:
             self._finish()
 
@@ -149,55 +194,52 @@ async def splice_websocket(request: web.Request, *, upstream: str, name: str,
     target = urlsplit(upstream)
     tls = target.scheme == "https"
     host = "::1" if target.hostname == "::1" else "127.0.0.1"  # backends are on loopback
+    loop = asyncio.get_running_loop()
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(
-            host, target.port, ssl=upstream_ssl if tls else None,
+        transport, upstream_proto = await asyncio.wait_for(loop.create_connection(
+            _Upstream, host, target.port or (443 if tls else 80), ssl=upstream_ssl if tls else None,
             server_hostname=target.hostname if tls else None), connect_timeout)
     except (OSError, asyncio.TimeoutError) as e:
         return refuse(502, f"502 Bad Gateway: the {name} server is not answering "
                            f"({type(e).__name__})")
     try:
-        head = await _handshake(request, writer, reader, proto, connect_timeout)
-    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError, ValueError, IndexError) as e:
-        writer.close()
+        transport.write(_handshake(request, proto))
+        status, headers = _answer(await asyncio.wait_for(upstream_proto.head, connect_timeout))
+    except (OSError, asyncio.TimeoutError, ValueError, IndexError) as e:
+        transport.close()
         return refuse(502, f"502 Bad Gateway: the {name} server broke the handshake "
                            f"({type(e).__name__})")
-    status, headers = head
     if status != 101:
         # The backend said no (403 from its Origin check): the browser gets that same answer.
-        writer.close()
+        transport.close()
         return refuse(status if status >= 400 else 502,
                       f"the {name} server refused the WebSocket ({status})")
     resp = web.StreamResponse(status=101, headers=CIMultiDict(
         [("Upgrade", "websocket"), ("Connection", "Upgrade"), *headers]))
     resp.force_close()  # after this socket the connection is done, never kept alive
     await resp.prepare(request)
-    splice = Splice(request, reader, writer, max_message, idle_timeout)
+    splice = Splice(request, transport, max_message, idle_timeout)
     request.protocol.set_parser(splice)  # type: ignore[arg-type]
+    upstream_proto.attach(splice)
     track(None, splice)
-    tasks = [asyncio.ensure_future(splice.pump_down())]
-    if idle_timeout:
-        tasks.append(asyncio.ensure_future(splice.watch_idle()))
+    idle = asyncio.ensure_future(splice.watch_idle()) if idle_timeout else None
     try:
         await splice.done
-        await asyncio.wait(tasks, timeout=1)  # let a close frame in flight get through
+        await asyncio.sleep(0.05)  # let a close frame in flight get through
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if idle is not None:
+            idle.cancel()
+            await asyncio.gather(idle, return_exceptions=True)
         track(splice, splice)
-        writer.close()
+        transport.close()
         if not splice.down.is_closing():
             splice.down.close()
     return resp
 
 
-async def _handshake(request: web.Request, writer: asyncio.StreamWriter,
-                     reader: asyncio.StreamReader, proto: str, timeout: float
-                     ) -> tuple[int, list[tuple[str, str]]]:
-    """Send the browser's opening handshake upstream (its key, versions, protocols and
-    extensions kept; forwarded headers added); return the status and the headers to pass back."""
+def _handshake(request: web.Request, proto: str) -> bytes:
+    """The browser's opening handshake for the backend: its key, version and protocols kept,
+    forwarded headers added."""
     headers = upstream_headers(request.headers.items(), host=request.host,
                                client_ip=request.remote or "", proto=proto)
     # Extensions are not offered upstream: with permessage-deflate a frame's size on the wire is
@@ -207,8 +249,11 @@ async def _handshake(request: web.Request, writer: asyncio.StreamWriter,
     lines = [f"GET {request.raw_path} HTTP/1.1",
              *(f"{k}: {v}" for k, v in [*headers, ("Upgrade", "websocket"),
                                        ("Connection", "Upgrade"), *ws])]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-    raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _answer(raw: bytes) -> tuple[int, list[tuple[str, str]]]:
+    """The backend's status, and the handshake headers to pass back to the browser."""
     status_line, *rest = raw.decode("latin-1").split("\r\n")
     status = int(status_line.split(" ", 2)[1])
     keep = []
