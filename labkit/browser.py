@@ -406,16 +406,19 @@ class Browser:
         finally:
             # Closing a context takes 20-70 ms; nothing waits for it but the next spare.
             self._closing.add(asyncio.ensure_future(self._close_then_prepare(context)))
-        console = [ConsoleMessage(m.type, m.text, sources.get(m.text, _guess_source(m)))
-                   for m in console]
+        # Copies: the page lives on for a moment (its context closes in the background) and its
+        # listeners keep appending to the lists above; the observation is of this visit only.
+        messages = [ConsoleMessage(m.type, m.text, sources.get(m.text, _guess_source(m)))
+                    for m in list(console)]
         sockets = [SocketEvent(s["url"], bool(s["opened"]), s["code"], s["reason"],
-                               s["error"] or _socket_error(s["url"], console))
+                               s["error"] or _socket_error(s["url"], messages))
                    for s in sockets_raw]
         return Observation(
             url=url, final_url=final_url, redirects=redirects, navigation_error=nav_error,
             status=status,
             steps={k: Step(v["state"], v["detail"]) for k, v in steps_raw.items()},
-            console=console, page_errors=page_errors, failed_requests=failed, sockets=sockets,
+            console=messages, page_errors=list(page_errors), failed_requests=list(failed),
+            sockets=sockets,
             seen=seen.since(seen_from) if seen else [], browser_version=self.version,
             screenshot=shot, ports=dict(ports or {}), before=prior,
             seconds=time.perf_counter() - started,

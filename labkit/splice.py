@@ -88,6 +88,7 @@ class Splice:
         self.last = time.monotonic()
         self.done = asyncio.get_running_loop().create_future()
         self.discarding = False
+        self.said_close = False  # the proxy sent the browser a close frame of its own
 
     # aiohttp hands every byte the browser sends after the upgrade to its "payload parser":
     # this object, installed with set_parser() as aiohttp's own WebSocketResponse does.
@@ -122,16 +123,16 @@ class Splice:
 
     def from_backend(self, data: bytes) -> None:
         self.last = time.monotonic()
+        if self.said_close or self.down.is_closing():
+            return  # the proxy already said goodbye: a second close frame would be an error
         self.down_cursor.feed(data)
-        if self.down.is_closing():
-            return
         self.down.write(data)
         if self.down.get_write_buffer_size() > _HIGH_WATER:
             self._throttle(self.up, self.down)
 
     def backend_gone(self) -> None:
         if not self.down_cursor.closed and self.down_cursor.at_boundary \
-                and not self.down.is_closing():
+                and not self.said_close and not self.down.is_closing():
             # The backend vanished without a close frame: a bad gateway, said in WebSocket.
             self.down.write(close_frame(BACKEND_GONE, "backend went away", masked=False))
         if not self.discarding:  # else the browser's close frame (or a deadline) ends it
@@ -172,8 +173,10 @@ class Splice:
         self._close_both(code, reason)
 
     def _close_both(self, code: int, reason: str, finish: bool = True) -> None:
-        if self.down_cursor.at_boundary and not self.down.is_closing():
+        if self.down_cursor.at_boundary and not self.down_cursor.closed \
+                and not self.down.is_closing():
             self.down.write(close_frame(code, reason, masked=False))
+            self.said_close = True
         if self.up_cursor.at_boundary:
             self._write_up(close_frame(1001, "proxy closed the connection", masked=True))
         if finish:

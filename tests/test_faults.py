@@ -143,3 +143,44 @@ def test_fault_cycles_leak_nothing() -> None:
     after = snapshot()
     assert after[1:] == before[1:], (before, after)
     assert after[0] <= before[0] + 2, (before, after)  # fds: no growth beyond noise
+
+
+def test_stopping_the_lab_sends_the_browser_exactly_one_close_frame() -> None:
+    """The proxy says goodbye (1001) when the lab stops; the backend's own close frame must not
+    follow it, or Chromium reports 'Close received after close'."""
+    import base64
+    import ssl
+
+    from labkit.wire import parse_frames
+
+    lab = Lab(scenarios.get("reverse-proxy").topology).start()
+    try:
+        port = lab.info("proxy").port
+
+        async def go() -> bytes:
+            ctx = lab.pki.client_context()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                           server_hostname="app.lab.test")
+            key = base64.b64encode(os.urandom(16)).decode()
+            writer.write((f"GET /ws HTTP/1.1\r\nHost: app.lab.test:{port}\r\n"
+                          f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                          f"Origin: {lab.origin('proxy')}\r\n\r\n").encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert b" 101 " in head.split(b"\r\n")[0]
+            await asyncio.get_running_loop().run_in_executor(None, lab.stop)
+            data = b""
+            try:
+                while chunk := await asyncio.wait_for(reader.read(65536), 5):
+                    data += chunk
+            except (ConnectionError, ssl.SSLError):
+                pass
+            writer.close()
+            return data
+
+        frames = parse_frames(asyncio.run(go()))
+        closes = [f for f in frames if f.opcode == 8]
+        assert len(closes) == 1, [str(f) for f in frames]
+        assert int.from_bytes(closes[0].payload[:2], "big") == 1001
+    finally:
+        lab.stop()
