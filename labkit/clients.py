@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 from .pki import LabPKI
 from .policy import LAB_DOMAIN
@@ -54,4 +54,4 @@ def ws_connect(url: str, pki: LabPKI | None = None, **kw: Any) -> Any:
     return connect(url, **kw)
 
 
-__all__ = ["ClientConnection", "LabResolver", "http_session", "is_lab_name", "ws_connect"]
+__all__ = ["LabResolver", "http_session", "is_lab_name", "ws_connect"]

@@ -10,14 +10,12 @@ import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .topology import Service, Topology
+from .topology import API_STEPS, SOCKET_STEPS, Service, Topology
 
 if TYPE_CHECKING:
     from .observation import Observation
 
 GREEN, RED, GREY, INK = "#137333", "#c5221f", "#9aa0a6", "#202124"
-_API_STEPS = ("hello", "login", "rooms", "post-text")
-_WS_STEPS = ("socket", "chat", "steal")
 _BOX_W, _BOX_H, _ROW, _GAP = 250, 62, 78, 160
 
 
@@ -60,18 +58,19 @@ def edges(topology: Topology, visit: str = "web", obs: Observation | None = None
     def states(names: tuple[str, ...]) -> list[str]:
         return [steps[n].state for n in names if n in steps]
 
-    api_states, ws_states, sio_states = states(_API_STEPS), states(_WS_STEPS), states(("sio",))
+    api_states, ws_states = states(tuple(API_STEPS)), states(SOCKET_STEPS)
+    sio_states = states(("sio",))
     if page.same_origin:
-        if any(s in page.steps for s in _API_STEPS):
+        if any(s in page.steps for s in API_STEPS):
             out.append(Edge("browser", page_host, "/api (same origin)", _edge_colour(api_states)))
-        if any(s in page.steps for s in _WS_STEPS):
+        if any(s in page.steps for s in SOCKET_STEPS):
             scheme = page.ws_scheme or "wss"
             out.append(Edge("browser", page_host, f"{scheme}:// /ws", _edge_colour(ws_states)))
     else:
-        if page.api and any(s in page.steps for s in _API_STEPS):
+        if page.api and any(s in page.steps for s in API_STEPS):
             c = _edge_colour(api_states)
             out.append(Edge("browser", page.api, "fetch /api/…" + (blocked if c == RED else ""), c))
-        if page.ws and any(s in page.steps for s in _WS_STEPS):
+        if page.ws and any(s in page.steps for s in SOCKET_STEPS):
             ws = topology.service(page.ws)
             scheme = page.ws_scheme or ("wss" if ws.tls else "ws")
             c = _edge_colour(ws_states)

@@ -17,15 +17,8 @@ from .pki import LAB_NAMES, WRONG_NAMES
 from .policy import Prediction
 from .routing import match
 from .scenarios import Scenario, get
-from .topology import Service, Topology
+from .topology import API_STEPS, SOCKET_STEPS, Service, Topology
 
-_API_REQUESTS = {  # step -> (method, headers the page's script sets, path)
-    "hello": ("GET", {}, "/api/hello"),
-    "rooms": ("GET", {}, "/api/rooms"),
-    "login": ("POST", {"Content-Type": "application/json"}, "/api/login"),
-    "post-text": ("POST", {"Content-Type": "text/plain"}, "/api/counter"),
-}
-_SOCKET_STEPS = ("socket", "chat", "steal")
 _PLACEHOLDER_BASE = 20000
 
 
@@ -83,7 +76,7 @@ def _tls(s: Service, host: str) -> Prediction:
 
 def _api_check(a: _Addresses, page_origin: str, page_svc: str, step: str) -> Prediction:
     page = a.t.page_for(page_svc)
-    method, headers, path = _API_REQUESTS[step]
+    method, headers, path = API_STEPS[step]
     if page.same_origin:  # behind the reverse proxy: the page's own origin, already TLS-checked
         return Prediction("allowed", None, "same origin: no CORS check",
                           f"{page_origin}{path} has the page's origin")
@@ -167,9 +160,9 @@ def explain(scenario: Scenario | str) -> Explanation:
         checks.append(("page", page_tls))
     else:
         for step in sc.decisive:
-            if step in _API_REQUESTS:
+            if step in API_STEPS:
                 checks.append((step, _api_check(a, page_origin, page_svc, step)))
-            elif step in _SOCKET_STEPS:
+            elif step in SOCKET_STEPS:
                 checks.append((step, _socket_check(a, page_origin, page_svc, visited.name)))
             elif step == "sio":
                 checks.append((step, _sio_check(a, page_origin, page_svc)))

@@ -111,10 +111,6 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop()))
 
 
-def call_soon(fn: Callable[..., Any], *args: Any) -> None:
-    loop().call_soon_threadsafe(fn, *args)
-
-
 def on_shutdown(hook: Callable[[], None]) -> None:
     """Register a hook run at interpreter exit (kernel shutdown), before the loop stops."""
     _shutdown_hooks.append(hook)

@@ -15,7 +15,16 @@ from .routing import Route
 
 KINDS = ("web", "api", "chat", "evil", "socketio", "proxy", "nginx", "redirect")
 CERTS = ("lab", "rogue", "wrong-name", "own")
-STEPS = ("hello", "login", "rooms", "post-text", "socket", "chat", "steal", "sio")
+#: The page's API steps: the request each makes — method, the headers its script sets, path.
+API_STEPS: dict[str, tuple[str, dict[str, str], str]] = {
+    "hello": ("GET", {}, "/api/hello"),
+    "login": ("POST", {"Content-Type": "application/json"}, "/api/login"),
+    "rooms": ("GET", {}, "/api/rooms"),
+    "post-text": ("POST", {"Content-Type": "text/plain"}, "/api/counter"),
+}
+#: The page's steps that open or use the chat WebSocket.
+SOCKET_STEPS = ("socket", "chat", "steal")
+STEPS = (*API_STEPS, *SOCKET_STEPS, "sio")
 CREDENTIALS = ("omit", "same-origin", "include")
 PAGE_KINDS = ("web", "evil")
 

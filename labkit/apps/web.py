@@ -14,13 +14,12 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import AssetMissingError
+from ..topology import API_STEPS
 from .store import Seen, Store
 
 STEP_LABELS = {
-    "hello": "GET /api/hello",
-    "login": "POST /api/login (JSON)",
-    "rooms": "GET /api/rooms",
-    "post-text": "POST /api/counter (text/plain)",
+    **{step: f"{method} {path}" + (f" ({h['Content-Type']})" if h else "")
+       for step, (method, h, path) in API_STEPS.items()},
     "socket": "open the chat WebSocket",
     "chat": "send a chat message",
     "steal": "read the chat history (attacker)",
