@@ -363,6 +363,7 @@ class Browser:
         status: int | None = None
         redirects: list[str] = []
         prior: list[dict[str, Step]] = []
+        before_seen = 0
         if context_setup is None and not before:
             context, page, cdp = await self._take_spare()
         else:
@@ -374,6 +375,7 @@ class Browser:
                 await context.add_init_script(_SOCKET_PROBE)
                 for earlier in before:
                     prior.append(await _run_page(context, earlier, timeout))
+                before_seen = (seen.recorded - seen_from) if seen else 0
                 page = await context.new_page()
                 cdp = await context.new_cdp_session(page)
                 await cdp.send("Log.enable")
@@ -391,8 +393,8 @@ class Browser:
                     while req is not None:
                         redirects.insert(0, req.url)
                         req = req.redirected_from
-                await page.wait_for_function(
-                    "document.documentElement.dataset.done === 'true'", timeout=timeout * 1000)
+                if not _is_error_answer(resp):
+                    await page.wait_for_function(_DONE, timeout=timeout * 1000)
             except Exception as e:  # navigation failures are observations, not crashes
                 nav_error = _nav_error(str(e))
             steps_raw = await _safe_eval(page, _READ_STEPS, {})
@@ -420,7 +422,7 @@ class Browser:
             console=messages, page_errors=list(page_errors), failed_requests=list(failed),
             sockets=sockets,
             seen=seen.since(seen_from) if seen else [], browser_version=self.version,
-            screenshot=shot, ports=dict(ports or {}), before=prior,
+            screenshot=shot, ports=dict(ports or {}), before=prior, before_seen=before_seen,
             seconds=time.perf_counter() - started,
         )
 
@@ -431,13 +433,24 @@ VIEWPORT = {"width": 680, "height": 420}
 async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:
     page = await context.new_page()
     try:
-        await page.goto(url, timeout=timeout * 1000)
-        await page.wait_for_function("document.documentElement.dataset.done === 'true'",
-                                     timeout=timeout * 1000)
+        resp = await page.goto(url, timeout=timeout * 1000)
+        if not _is_error_answer(resp):
+            await page.wait_for_function(_DONE, timeout=timeout * 1000)
         raw = await _safe_eval(page, _READ_STEPS, {})
         return {k: Step(v["state"], v["detail"]) for k, v in raw.items()}
     finally:
         await page.close()
+
+
+#: labkit's page sets this once its last step has settled.
+_DONE = "document.documentElement.dataset.done === 'true'"
+
+
+def _is_error_answer(resp: Any) -> bool:
+    """An HTTP error status (a proxy's 502 for a stopped backend, 421 for another Host, a 404):
+    the answer is not labkit's page, whose steps would never run; waiting for them would only
+    burn the whole timeout. The status is the observation (the classifier reads it)."""
+    return resp is not None and resp.status >= 400
 
 
 async def _safe_eval(page: Any, script: str, default: Any) -> Any:

@@ -1,25 +1,38 @@
-"""Explain before you observe: predict a scenario's outcome from its topology with labkit.policy.
+"""Explain before you observe: predict what the browser does on any configuration, and why.
 
-Nothing is started: each service gets a placeholder port, and every request the page's decisive
-steps make is run through the browser's rules in the order the browser applies them — mixed
-content, then TLS, then same-origin, then the preflight, then the CORS check (or, for a WebSocket,
-the server's Origin check). A test runs every scenario in Chromium and requires the prediction to
-agree with the observation.
+A model of the browser, not of the catalogue: the visit is walked the way Chromium walks it —
+load the page (TLS, then the HTTP answer), then each of the page's steps in order, each request
+through mixed content, TLS, the same-origin test, the preflight and the CORS check (or, for a
+WebSocket, the server's answer and its Origin check) — with the page's cookie jar carried from
+step to step and from the ``before`` pages to the visited one. Addresses come from the one
+:class:`~labkit.deployment.Deployment`; the rules from :mod:`labkit.policy` and
+:mod:`labkit.cookies`. Nothing is started. Tests run every scenario, and hypothesis-drawn
+configurations, in Chromium and require the two to agree.
 """
 
 from __future__ import annotations
 
+import html
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from . import policy
-from .apps.cors import CorsPolicy, response_headers
-from .pki import LAB_NAMES, WRONG_NAMES
+from .apps.cors import CorsPolicy, is_preflight, response_headers
+from .cookies import Jar, login_cookie, why_not_stored
+from .deployment import Answer, Deployment
 from .policy import Prediction
-from .routing import match
 from .scenarios import Scenario, get
-from .topology import API_STEPS, SOCKET_STEPS, Service, Topology
+from .topology import API_STEPS, PAGE_KINDS, Topology
 
-_PLACEHOLDER_BASE = 20000
+if TYPE_CHECKING:
+    from .lab import Lab
+
+_HTTP = "RFC 9110 §15: the server answered with an error status"
+_WS_PATHS = ("/ws", "/")  # what labkit's chat server serves (apps/chat.py PATHS)
+_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+                421: "Misdirected Request", 426: "Upgrade Required", 502: "Bad Gateway"}
 
 
 @dataclass(frozen=True)
@@ -29,144 +42,294 @@ class Explanation:
     reason: str | None
     rule: str
     checks: tuple[tuple[str, Prediction], ...]
+    #: Who the chat server takes the visited page's last opened socket for (the session cookie
+    #: the browser attaches), or None: no cookie, or no socket opened.
+    session: str | None = None
 
     def __str__(self) -> str:
         head = self.outcome + (f" ({self.reason})" if self.reason else "")
-        lines = [f"{self.scenario}: {head} — {self.rule}"]
+        lines = [f"{self.scenario}: {head}" + (f" — {self.rule}" if self.rule else "")]
         lines += [f"  {step}: {p.outcome}{f' ({p.reason})' if p.reason else ''} — {p.rule}"
                   f"{': ' + p.detail if p.detail else ''}" for step, p in self.checks]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        import html
-
         return "<pre>" + html.escape(str(self)) + "</pre>"
 
 
-class _Addresses:
-    """Placeholder ports, so URLs and origins can be reasoned about without binding anything."""
-
-    def __init__(self, topology: Topology) -> None:
-        self.t = topology
-        self.port = {s.name: _PLACEHOLDER_BASE + i for i, s in enumerate(topology.services)}
-
-    def origin(self, name: str, scheme: str | None = None) -> str:
-        s = self.t.service(name)
-        scheme = scheme or ("https" if s.tls else "http")
-        host = f"[{s.host}]" if ":" in s.host else s.host
-        return f"{scheme}://{host}:{self.port[name]}"
-
-    def allowlist(self, entries: tuple[str, ...]) -> list[str]:
-        return [e if "://" in e else self.origin(e) for e in entries]
-
-    def behind(self, name: str, path: str) -> Service:
-        """The backend that finally answers ``path`` on service ``name`` (through proxies)."""
-        s = self.t.service(name)
-        while s.kind in ("proxy", "nginx"):
-            route = match(s.routes, path)
-            assert route is not None, f"{s.name} has no route for {path}"
-            s = self.t.service(route.upstream)
-        return s
+def _allow(rule: str, detail: str) -> Prediction:
+    return Prediction("allowed", None, rule, detail)
 
 
-def _tls(s: Service, host: str) -> Prediction:
-    names = {"lab": LAB_NAMES, "rogue": LAB_NAMES, "wrong-name": WRONG_NAMES, "own": (s.host,)}
-    return policy.tls_check(host, names[s.cert] if s.tls else None, trusted=s.cert != "rogue")
-
-
-def _api_check(a: _Addresses, page_origin: str, page_svc: str, step: str) -> Prediction:
-    page = a.t.page_for(page_svc)
-    method, headers, path = API_STEPS[step]
-    if page.same_origin:  # behind the reverse proxy: the page's own origin, already TLS-checked
-        return Prediction("allowed", None, "same origin: no CORS check",
-                          f"{page_origin}{path} has the page's origin")
-    assert page.api is not None
-    entry = a.t.service(page.api)
-    target = a.origin(entry.name) + path
-    mixed = policy.mixed_content_check(page_origin + "/", target)
-    if not mixed.ok:
-        return mixed
-    if entry.tls:
-        tls = _tls(entry, entry.host)
-        if not tls.ok:
-            return tls
-    if policy.same_origin(page_origin, target):
-        return Prediction("allowed", None, "same origin: no CORS check", "")
-    cors: CorsPolicy = a.behind(entry.name, path).cors
-    allowed = a.allowlist(cors.origins)
-    if policy.needs_preflight(method, headers):
-        status = 204 if cors.preflight else 405
-        pre_headers = (response_headers(cors, page_origin, allowed, preflight=True)
-                       if cors.preflight else {})
-        pre = policy.preflight_check(page_origin, method, headers, status, pre_headers,
-                                     page.credentials)
-        if not pre.ok:
-            return pre
-    return policy.cors_check(page_origin, response_headers(cors, page_origin, allowed),
-                             page.credentials)
-
-
-def _socket_check(a: _Addresses, page_origin: str, page_svc: str, visited: str) -> Prediction:
-    page = a.t.page_for(page_svc)
-    if page.same_origin:
-        scheme = page.ws_scheme or ("wss" if page_origin.startswith("https") else "ws")
-        target_svc = a.t.service(visited)
-        url = scheme + page_origin[page_origin.index("://"):] + page.ws_path
+def _http_error(status: int, why: str, websocket: bool = False) -> Prediction:
+    if websocket:
+        text = f"Error during WebSocket handshake: Unexpected response code: {status}"
     else:
-        assert page.ws is not None
-        target_svc = a.t.service(page.ws)
-        scheme = page.ws_scheme or ("wss" if target_svc.tls else "ws")
-        url = a.origin(page.ws, scheme) + page.ws_path
-    mixed = policy.mixed_content_check(page_origin + "/", url)
-    if not mixed.ok:
-        return mixed
-    if scheme == "wss":
-        tls = _tls(target_svc, target_svc.host)
-        if not tls.ok:
+        text = (f"Failed to load resource: the server responded with a status of {status} "
+                f"({_STATUS_TEXT.get(status, '')})")
+    return Prediction("blocked", "http-error", _HTTP, f"{text} — {why}" if why else text)
+
+
+def _tls(d: Deployment, service: str, url: str) -> Prediction | None:
+    """The TLS check for ``url`` served by ``service``; None when the URL is not TLS."""
+    if urlsplit(url).scheme not in ("https", "wss"):
+        return None
+    cert = d.certificate(service)
+    host = (urlsplit(url).hostname or "").lower()
+    if cert is None:
+        return policy.tls_check(host, None)
+    return policy.tls_check(host, cert.names, trusted=cert.trusted)
+
+
+@dataclass
+class _Response:
+    status: int
+    headers: dict[str, str]
+
+
+def _http_answer(d: Deployment, a: Answer, method: str, path: str, origin: str | None,
+                 headers: Mapping[str, str]) -> _Response:
+    """The status and CORS headers a request gets from whoever answers it (apps/*.py)."""
+    if a.status is not None or a.service is None:
+        return _Response(a.status or 502, {})
+    svc = d.topology.service(a.service)
+    if svc.kind == "api":
+        cors: CorsPolicy = svc.cors
+        allowed = list(d.cors_origins(svc.name))
+        req = {"Origin": origin or "", **headers} if origin else dict(headers)
+        if is_preflight(method, req):
+            if not cors.preflight:
+                return _Response(405, {})  # the story's bug: no CORS headers on the 405
+            return _Response(204, response_headers(cors, origin, allowed, preflight=True))
+        routes = {("GET", "/api/hello"), ("GET", "/api/whoami"), ("GET", "/api/rooms"),
+                  ("GET", "/api/history"), ("GET", "/api/counter"), ("POST", "/api/login"),
+                  ("POST", "/api/counter")}
+        paths = {p for _, p in routes}
+        status = 200 if (method, path) in routes else (405 if path in paths else 404)
+        # Errors carry the CORS headers too (apps/api.py): the page may read a 404.
+        return _Response(status, response_headers(cors, origin, allowed))
+    if svc.kind in PAGE_KINDS:
+        ok = path in ("/", "/app.js", "/socket.io.min.js")
+        return _Response(200 if ok and method == "GET" else (405 if ok else 404), {})
+    if svc.kind == "chat":
+        if method != "GET":
+            return _Response(400, {})  # websockets parses GET requests only
+        return _Response(426 if path in _WS_PATHS else 404, {})
+    return _Response(404, {})  # socket.io serves /socket.io/ only
+
+
+class _Walk:
+    """One browser context walking pages: the deployment, and the cookie jar it carries."""
+
+    def __init__(self, d: Deployment) -> None:
+        self.d = d
+        self.jar = Jar()
+        self.session: str | None = None
+
+    # -- the page load ---------------------------------------------------------------------------
+    def load(self, visited: str) -> tuple[str, str | None, Prediction | None]:
+        """(page origin, page service, the navigation's block or None)."""
+        d = self.d
+        landing = d.landing(visited)
+        page_origin = d.page_origin(visited)
+        tls = _tls(d, landing, page_origin + "/")
+        if tls is not None and not tls.ok:
+            return page_origin, None, tls
+        host = (urlsplit(page_origin).hostname or "").lower()
+        a = d.answer(landing, "/", host=host)
+        resp = _http_answer(d, a, "GET", "/", None, {})
+        page_svc = d.page_service(visited)
+        if resp.status >= 400 or page_svc is None:
+            return page_origin, None, Prediction(
+                "blocked", "http-error", _HTTP,
+                f"the page at {page_origin}/ answered HTTP {resp.status}"
+                + (f" — {a.why}" if a.why else ""))
+        return page_origin, page_svc, None
+
+    # -- API steps -------------------------------------------------------------------------------
+    def api(self, page_origin: str, landing: str, page_svc: str, step: str) -> Prediction:
+        d = self.d
+        page = d.page(page_svc)
+        method, headers, path = API_STEPS[step]
+        if page.same_origin:
+            entry, url = landing, page_origin + path
+        else:
+            assert page.api is not None  # validate() refuses API steps without an API
+            entry, url = page.api, d.origin(page.api) + path
+        mixed = policy.mixed_content_check(page_origin + "/", url)
+        if not mixed.ok:
+            return mixed
+        tls = _tls(d, entry, url)
+        if tls is not None and not tls.ok:
             return tls
-    chat = a.behind(target_svc.name, page.ws_path)
-    allow = None if chat.origins is None else a.allowlist(chat.origins)
-    return policy.websocket_origin_check(page_origin, allow)
+        host = (urlsplit(url).hostname or "").lower()
+        a = d.answer(entry, path, host=host)
+        same = policy.same_origin(page_origin, url)
+        origin = None if same else page_origin
+        if not same and policy.needs_preflight(method, headers):
+            pre = _http_answer(d, a, "OPTIONS", path, origin,
+                               {"Access-Control-Request-Method": method})
+            check = policy.preflight_check(page_origin, method, headers, pre.status, pre.headers,
+                                           page.credentials)
+            if not check.ok:
+                return check
+        resp = _http_answer(d, a, method, path, origin, headers)
+        if step == "login" and a.service is not None and resp.status == 200:
+            self._set_cookie(page_origin, url, a, page.credentials, same, page.user)
+        if not same:
+            cors = policy.cors_check(page_origin, resp.headers, page.credentials)
+            if not cors.ok:
+                return cors
+        if not 200 <= resp.status <= 299:
+            return _http_error(resp.status, a.why)
+        return _allow(cors.rule if not same else "same origin: no CORS check",
+                      cors.detail if not same else f"{url} has the page's origin")
+
+    def _set_cookie(self, page_origin: str, url: str, a: Answer, credentials: str, same: bool,
+                    user: str) -> None:
+        # Behind a proxy the API learns the browser's scheme from X-Forwarded-Proto: the proxy
+        # sends the scheme of its own listener.
+        proto = None
+        if a.via:
+            proto = self.d.listener(a.via[-1]).scheme
+        c = login_cookie(url, proto, user)
+        if why_not_stored(c, page_origin, url, credentials, same) is None:
+            self.jar.store(c)
+
+    # -- WebSocket steps -----------------------------------------------------------------------
+    def socket(self, page_origin: str, landing: str, page_svc: str) -> Prediction:
+        d = self.d
+        page = d.page(page_svc)
+        url = d.socket_url(page_svc, page_origin)
+        assert url is not None  # validate() refuses socket steps without a socket
+        entry = landing if page.same_origin else page.ws
+        assert entry is not None
+        mixed = policy.mixed_content_check(page_origin + "/", url)
+        if not mixed.ok:
+            return mixed
+        scheme = urlsplit(url).scheme
+        tls = _tls(d, entry, url)
+        if tls is not None and not tls.ok:
+            return tls
+        if scheme == "ws" and d.listener(entry).tls:
+            return Prediction("blocked", "tls-handshake", policy._TLS["tls-handshake"],
+                              f"{url} speaks plain HTTP to a port that expects a TLS handshake: "
+                              "the server drops the connection")
+        host = (urlsplit(url).hostname or "").lower()
+        a = d.answer(entry, page.ws_path, host=host, upgrade=True)
+        if a.status is not None or a.service is None:
+            return _http_error(a.status or 502, a.why, websocket=True)
+        chat = d.topology.service(a.service)
+        if chat.kind != "chat":
+            status = _http_answer(d, a, "GET", page.ws_path, page_origin, {}).status
+            return _http_error(status if status != 200 else 404,
+                               f"{chat.name} is a {chat.kind} server, not a WebSocket endpoint",
+                               websocket=True)
+        if page.ws_path.split("?", 1)[0] not in _WS_PATHS:
+            return _http_error(404, f"the chat server serves {' and '.join(_WS_PATHS)} only",
+                               websocket=True)
+        check = policy.websocket_origin_check(page_origin, d.chat_origins(chat.name))
+        if not check.ok:
+            return check
+        sent = self.jar.sent(page_origin, url)
+        self.session = sent[0].value if sent else None
+        return check
+
+    def sio(self, page_origin: str, page_svc: str) -> Prediction:
+        d = self.d
+        sio = d.page(page_svc).sio
+        assert sio is not None
+        url = d.origin(sio) + "/socket.io/?EIO=4&transport=polling"
+        mixed = policy.mixed_content_check(page_origin + "/", url)
+        if not mixed.ok:
+            return mixed
+        tls = _tls(d, sio, url)
+        if tls is not None and not tls.ok:
+            return tls
+        # python-socketio: no cors_allowed_origins means "same origin only"; a refused origin
+        # gets 400 without Access-Control-Allow-Origin, which the browser reports as CORS.
+        allowed = d.chat_origins(sio) or (d.origin(sio),)
+        headers = ({"Access-Control-Allow-Origin": page_origin,
+                    "Access-Control-Allow-Credentials": "true"}
+                   if page_origin in allowed else {})
+        # socket.io's polling XHR does not send credentials by default (withCredentials: false).
+        check = policy.cors_check(page_origin, headers, "same-origin")
+        if check.ok:
+            self.session = None  # the socket.io handshake carries no session of the chat's
+        return check
+
+    # -- a whole page ----------------------------------------------------------------------------
+    def page(self, visited: str) -> list[tuple[str, Prediction]]:
+        page_origin, page_svc, blocked = self.load(visited)
+        if blocked is not None or page_svc is None:
+            return [("page", blocked or _http_error(404, ""))]
+        landing = self.d.landing(visited)
+        checks: list[tuple[str, Prediction]] = []
+        opened: Prediction | None = None
+        for step in self.d.page(page_svc).steps:
+            if step in API_STEPS:
+                p = self.api(page_origin, landing, page_svc, step)
+            elif step in ("socket", "steal"):
+                p = self.socket(page_origin, landing, page_svc)
+                if step == "socket":
+                    opened = p
+            elif step == "chat":
+                # The message goes over the socket the "socket" step opened.
+                assert opened is not None  # validate() puts "socket" before "chat"
+                p = opened if not opened.ok else _allow(opened.rule, "sent on the open socket")
+            else:
+                p = self.sio(page_origin, page_svc)
+            checks.append((step, p))
+        return checks
 
 
-def _sio_check(a: _Addresses, page_origin: str, page_svc: str) -> Prediction:
-    sio = a.t.service(a.t.page_for(page_svc).sio or "")
-    target = a.origin(sio.name)
-    # python-socketio: no cors_allowed_origins means "same origin only": no ACAO for others.
-    allowed = [target] if sio.origins is None else a.allowlist(sio.origins)
-    headers = {"Access-Control-Allow-Origin": page_origin} if page_origin in allowed else {}
-    # socket.io's XHR polling does not send credentials by default (withCredentials: false).
-    return policy.cors_check(page_origin, headers, "same-origin")
+def _deployment(topology: Topology, lab: Lab | None,
+                ports: Mapping[str, int] | None) -> Deployment:
+    if lab is not None and lab.running:
+        return lab.deployment
+    return Deployment.plan(topology, ports)
 
 
-def explain(scenario: Scenario | str) -> Explanation:
-    """Predict the outcome of ``scenario`` and name the rule, from labkit.policy alone."""
+def explain(scenario: Scenario | Topology | str | Any, *, visit: str | None = None,
+            before: tuple[str, ...] | None = None, ports: Mapping[str, int] | None = None,
+            ) -> Explanation:
+    """Predict what the browser does and name the rule, from the rules alone.
+
+    ``scenario``: a scenario (or its name), a :class:`~labkit.topology.Topology` you built, or
+    a :class:`~labkit.lab.Lab` (its real ports are used when it runs). ``visit``: the service
+    whose page the browser opens (default: the scenario's, else ``web``); ``before``: pages
+    opened first in the same browser context (a victim logging in before the attacker's page).
+    """
+    from .lab import Lab
+
+    lab = scenario if isinstance(scenario, Lab) else None
+    if lab is not None:
+        scenario = lab.topology
+    if isinstance(scenario, Topology):
+        visit = visit or "web"
+        scenario.validate()
+        scenario.check_visit(visit, before or ())
+        steps = scenario.page_for(_page_service(scenario, visit) or visit).steps
+        scenario = Scenario(scenario.name, scenario, "allowed", None, "", "", decisive=steps,
+                            visit=visit, before=before or ())
     sc = get(scenario) if isinstance(scenario, str) else scenario
-    a = _Addresses(sc.topology)
     if sc.client == "python":
         p = Prediction("allowed", None, "CORS is enforced by browsers only",
                        "a Python client neither sends Origin nor checks CORS headers")
         return Explanation(sc.name, p.outcome, p.reason, sc.rule, (("client", p),))
-    visited = sc.topology.service(sc.visit)
-    if visited.kind == "redirect":  # the browser follows the 308 to the TLS service
-        assert visited.target is not None
-        visited = sc.topology.service(visited.target)
-    page_origin = a.origin(visited.name)
-    # The page itself comes from the visited service (through a proxy: from its "/" backend).
-    page_svc = a.behind(visited.name, "/").name
-    page_tls = _tls(visited, visited.host) if visited.tls else None
-    checks: list[tuple[str, Prediction]] = []
-    if page_tls is not None and not page_tls.ok:
-        checks.append(("page", page_tls))
-    else:
-        for step in sc.decisive:
-            if step in API_STEPS:
-                checks.append((step, _api_check(a, page_origin, page_svc, step)))
-            elif step in SOCKET_STEPS:
-                checks.append((step, _socket_check(a, page_origin, page_svc, visited.name)))
-            elif step == "sio":
-                checks.append((step, _sio_check(a, page_origin, page_svc)))
-    first_block = next((p for _, p in checks if not p.ok), None)
-    if first_block is not None:
-        return Explanation(sc.name, "blocked", first_block.reason, sc.rule, tuple(checks))
-    return Explanation(sc.name, "allowed", None, sc.rule, tuple(checks))
+    d = _deployment(sc.topology, lab, ports)
+    walk = _Walk(d)
+    for earlier in (before if before is not None else sc.before):
+        walk.page(earlier)
+    walk.session = None
+    checks = walk.page(visit or sc.visit)
+    decisive = set(sc.decisive) | {"page"}
+    first = next((p for step, p in checks if step in decisive and not p.ok), None)
+    session = walk.session
+    if first is not None:
+        return Explanation(sc.name, "blocked", first.reason, sc.rule, tuple(checks), session)
+    return Explanation(sc.name, "allowed", None, sc.rule, tuple(checks), session)
+
+
+def _page_service(topology: Topology, visit: str) -> str | None:
+    return Deployment.plan(topology).page_service(visit)

@@ -24,13 +24,14 @@ from .apps.chat import ChatServer
 from .apps.store import Store
 from .apps.web import check_socketio_client
 from .browser import Browser
+from .deployment import Deployment
 from .errors import LabNotRunningError, PortInUseError, TopologyError
 from .nginx import NginxServer
 from .observation import Observation
 from .pki import CertFiles, LabPKI
 from .proxy import ProxyConfig, RedirectServer, ReverseProxy
 from .serving import AiohttpServer
-from .topology import PAGE_KINDS, Service, Topology, messenger
+from .topology import Service, Topology, messenger
 
 _running: dict[str, Lab] = {}
 _running_lock = threading.Lock()
@@ -57,10 +58,6 @@ class ServiceInfo:
 class _Server(Protocol):
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None: ...
     async def stop(self) -> None: ...
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def bind_loopback(host: str, port: int, service: str) -> socket.socket:
@@ -112,6 +109,7 @@ class Lab:
         self.tls_hellos: Counter[str] = Counter()
         self._servers: dict[str, _Server] = {}
         self._info: dict[str, ServiceInfo] = {}
+        self._deployment: Deployment | None = None
         self._state = "stopped"
         # A browser handed in (the tour's) is shared and outlives this lab; our own one does not.
         self._browser = browser
@@ -189,6 +187,7 @@ class Lab:
     def _forget(self) -> None:
         self._state = "stopped"
         self._info = {}
+        self._deployment = None
         with _running_lock:
             if _running.get(self.topology.name) is self:
                 del _running[self.topology.name]
@@ -201,12 +200,14 @@ class Lab:
         try:
             for svc in self.topology.services:
                 socks[svc.name] = bind_loopback(svc.host, svc.port, svc.name)
-            for svc in self.topology.services:
-                port = socks[svc.name].getsockname()[1]
-                origin = f"{svc.scheme}://{_url_host(svc.host)}:{port}"
-                url = origin + ("/ws" if svc.kind == "chat" else "")
-                self._info[svc.name] = ServiceInfo(svc.name, svc.kind, svc.host, port, svc.tls,
-                                                   svc.scheme, url, origin)
+            self._deployment = Deployment.plan(
+                self.topology, {n: s.getsockname()[1] for n, s in socks.items()})
+            for li in self._deployment.listeners.values():
+                self._info[li.name] = ServiceInfo(
+                    li.name, li.kind, li.host, li.port, li.tls,
+                    "wss" if li.kind == "chat" and li.tls else ("ws" if li.kind == "chat"
+                                                                else li.scheme),
+                    self._deployment.service_url(li.name), li.origin)
             for svc in self.topology.services:
                 if self._served_by_nginx(svc):
                     continue  # its port is handed to nginx, which serves the redirect itself
@@ -277,7 +278,8 @@ class Lab:
                 and self.topology.service(svc.target).kind == "nginx")
 
     def _build(self, svc: Service, socks: dict[str, socket.socket]) -> _Server:
-        if svc.kind in PAGE_KINDS:
+        d = self.deployment
+        if svc.kind in ("web", "evil"):
             if self.topology.page_for(svc.name).sio:
                 check_socketio_client()  # fail at start, with the fix, not in the browser later
             return AiohttpServer(web_app.make_app(
@@ -285,14 +287,13 @@ class Lab:
         if svc.kind == "socketio":
             from .apps import sio as sio_app  # socket.io pulls in requests & co: only when used
 
-            origins = None if svc.origins is None else self.resolve_origins(svc.origins)
-            return AiohttpServer(sio_app.make_app(svc.name, self.store, origins))
+            return AiohttpServer(sio_app.make_app(svc.name, self.store,
+                                                  d.chat_origins(svc.name)))
         if svc.kind == "api":
-            allowed = self.resolve_origins(svc.cors.origins)
-            return AiohttpServer(api_app.make_app(svc.name, self.store, svc.cors, allowed))
+            return AiohttpServer(api_app.make_app(svc.name, self.store, svc.cors,
+                                                  d.cors_origins(svc.name)))
         if svc.kind == "chat":
-            origins = None if svc.origins is None else self.resolve_origins(svc.origins)
-            return ChatServer(svc.name, self.store, origins)
+            return ChatServer(svc.name, self.store, d.chat_origins(svc.name))
         if svc.kind == "proxy":
             return ReverseProxy(self.proxy_config(svc.name))
         if svc.kind == "nginx":
@@ -301,7 +302,7 @@ class Lab:
             return NginxServer(self.proxy_config(svc.name), self._cert(svc), redirects)
         if svc.kind == "redirect":
             assert svc.target is not None
-            return RedirectServer(svc.host, self.info(svc.target).port)
+            return RedirectServer(d.listener(svc.name).host, d.listener(svc.target).port)
         raise AssertionError(f"unbuildable kind {svc.kind}")  # validate() rejects these
 
     def nginx_config(self, name: str = "proxy") -> str:
@@ -315,12 +316,11 @@ class Lab:
     def proxy_config(self, name: str) -> ProxyConfig:
         """The routes and upstream addresses of proxy ``name`` (labkit's or nginx)."""
         svc = self.topology.service(name)
-        upstreams = {}
-        for r in svc.routes:
-            info = self.info(r.upstream)
-            scheme = "https" if info.tls else "http"
-            upstreams[r.upstream] = f"{scheme}://{_url_host(info.host)}:{info.port}"
-        return ProxyConfig(name=name, routes=svc.routes, upstreams=upstreams, hosts=(svc.host,),
+        d = self.deployment
+        # X-Forwarded-Proto says what the browser's side of this listener really is: a plain
+        # proxy claiming https would make the API set a Secure cookie the browser then drops.
+        return ProxyConfig(name=name, routes=svc.routes, upstreams=d.upstreams(name),
+                           hosts=d.proxy_hosts(name), proto=d.listener(name).scheme,
                            idle_timeout=svc.idle_timeout,
                            upstream_ssl=self.pki.client_context())
 
@@ -328,7 +328,8 @@ class Lab:
         """The certificate a TLS service presents. ``own``: one for its host name only, as a
         cloud load balancer's managed certificate is."""
         if svc.cert == "own":
-            return self.pki.leaf((svc.host,), name=f"own-{svc.host}")
+            host = svc.host.lower()
+            return self.pki.leaf((host,), name=f"own-{host}")
         return self.pki.cert(svc.cert)
 
     def _server_context(self, svc: Service) -> ssl.SSLContext:
@@ -358,9 +359,7 @@ class Lab:
 
     def page_url(self, service: str, path: str = "/") -> str:
         url = self.info(service).origin + path
-        if self.topology.service(service).kind not in (*PAGE_KINDS, "proxy", "nginx", "redirect"):
-            raise TopologyError(f"service '{service}' serves no page",
-                                "Visit a page service such as 'web' or 'evil'.")
+        self.topology.check_visit(service)
         return url
 
     def visit(self, service: str = "web", path: str = "/", *, before: Sequence[str] = (),
@@ -380,39 +379,20 @@ class Lab:
         return await self.browser.avisit(url, **args, **kw)
 
     # -- what a participant asks -----------------------------------------------------------------
+    @property
+    def deployment(self) -> Deployment:
+        """The running deployment: every address, read by the servers, the page and explain."""
+        if self._deployment is None:
+            raise LabNotRunningError("read the deployment")
+        return self._deployment
+
     def resolve_origins(self, entries: Sequence[str]) -> list[str]:
         """Allow-list entries as origins: service names become that service's page origin."""
-        out = []
-        for e in entries:
-            if "://" in e:
-                out.append(e)
-            else:
-                info = self._info[e]
-                out.append(f"{'https' if info.tls else 'http'}://{_url_host(info.host)}:{info.port}")
-        return out
+        return list(self.deployment.allowlist(entries))
 
     def page_config(self, service: str = "web") -> dict[str, Any]:
         """What the page served by ``service`` is told: where the API and chat are, which steps."""
-        p = self.topology.page_for(service)
-        api = self.origin(p.api) if p.api else None
-        ws = None
-        if p.same_origin:
-            # Behind a reverse proxy: relative URLs, resolved by the page against its own origin.
-            api, ws = "", p.ws_path
-        elif p.ws:
-            info = self.info(p.ws)
-            scheme = p.ws_scheme or info.scheme
-            ws = f"{scheme}://{_url_host(info.host)}:{info.port}{p.ws_path}"
-        title = self.topology.title or f"labkit messenger — {self.topology.name}"
-        if self.topology.service(service).kind == "evil":
-            title = f"{self.info(service).host} — a harmless-looking page"
-        return {
-            "title": title,
-            "api": api, "ws": ws, "steps": list(p.steps), "credentials": p.credentials,
-            "sio": self.origin(p.sio) if p.sio else None,
-            "ws_scheme": p.ws_scheme,
-            "user": p.user, "room": p.room, "message": f"hello from {p.user}",
-        }
+        return self.deployment.page_config(service)
 
     def info(self, name: str) -> ServiceInfo:
         if not self.running and self._state != "starting":
@@ -426,8 +406,8 @@ class Lab:
 
     def ws_url(self, name: str, path: str = "/ws") -> str:
         """The ws:// or wss:// URL of ``path`` on any service (a proxy's /ws, say)."""
-        info = self.info(name)
-        return f"{'wss' if info.tls else 'ws'}://{_url_host(info.host)}:{info.port}{path}"
+        self.info(name)
+        return self.deployment.listener(name).ws_url(path)
 
     def origin(self, name: str) -> str:
         return self.info(name).origin

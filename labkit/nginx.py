@@ -9,6 +9,7 @@ stops it by its PID (SIGQUIT: finish requests, then exit).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import shutil
@@ -17,7 +18,9 @@ import socket
 import ssl
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import system, tempdirs
 from .errors import LabError, PortInUseError
@@ -50,10 +53,105 @@ def _location(prefix: str) -> str:
     return "location / " if p == "" else f"location ~ ^{p}(/|$) "
 
 
-def render(cfg: ProxyConfig, *, port: int, cert: CertFiles, prefix: str,
-           redirect_ports: tuple[int, ...] = ()) -> str:
-    """nginx.conf for ``cfg``: TLS on ``port``, HTTP->HTTPS redirects on ``redirect_ports``."""
+class UpstreamCAMissingError(LabError, ValueError):
+    """An https upstream, but no CA to verify it against: nginx would either refuse to start
+    (``proxy_ssl_verify on`` without ``proxy_ssl_trusted_certificate``) or, verification off,
+    accept any certificate — the very mistake the lab warns about."""
+
+    def __init__(self, proxy: str, upstreams: list[str]) -> None:
+        super().__init__(proxy, upstreams)
+        self.proxy, self.upstreams = proxy, upstreams
+
+    def __str__(self) -> str:
+        return (f"nginx '{self.proxy}' forwards to https upstreams ({', '.join(self.upstreams)}) "
+                f"and must verify their certificates, but no CA was given. Pass ca_pem= the lab "
+                f"CA (LabPKI().ca_pem) to NginxServer / render.")
+
+
+class UpstreamAddressError(LabError, ValueError):
+    """An https upstream addressed by IP. nginx matches ``proxy_ssl_name`` against the
+    certificate's DNS names only (OpenSSL's X509_check_host): the IP addresses a lab certificate
+    carries are never matched, so every request would be a 502."""
+
+    def __init__(self, proxy: str, upstream: str, ip: str) -> None:
+        super().__init__(proxy, upstream, ip)
+        self.proxy, self.upstream, self.ip = proxy, upstream, ip
+
+    def __str__(self) -> str:
+        return (f"nginx '{self.proxy}' cannot verify the https upstream '{self.upstream}' at "
+                f"{self.ip}: nginx checks an upstream certificate's DNS names only, never its IP "
+                f"addresses. Give service '{self.upstream}' a host name (localhost or a "
+                f".lab.test name), or serve it without TLS behind nginx.")
+
+
+@dataclass(frozen=True)
+class _Upstream:
+    """One backend as nginx sees it: ``address`` for the ``upstream`` block (an IP: nginx
+    resolves names once at start, and lab names are not in DNS), ``name`` the host a TLS
+    upstream's certificate must carry (the host of its origin, as labkit's proxy checks)."""
+
+    scheme: str
+    address: str
+    name: str
+
+
+def _upstream(proxy: str, service: str, origin: str) -> _Upstream:
+    u = urlsplit(origin)
+    if u.scheme not in ("http", "https") or not u.hostname or u.port is None:
+        raise ValueError(f"upstream {service} must be http(s)://host:port, not {origin!r}")
+    if u.scheme == "https" and _is_ip(u.hostname):
+        raise UpstreamAddressError(proxy, service, u.hostname)
+    # Every lab name (localhost, *.lab.test) serves on 127.0.0.1, ::1 on itself (lab.bind_loopback).
+    ip = u.hostname if u.hostname in ("127.0.0.1", "::1") else "127.0.0.1"
+    address = f"[{ip}]:{u.port}" if ":" in ip else f"{ip}:{u.port}"
+    return _Upstream(u.scheme, address, u.hostname)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+#: Sent upstream by every location. nginx's own default would send Host = the upstream block's
+#: name ("api") and hide who called; the backends need the browser's Host and scheme.
+_FORWARDED = (
+    ("Host", "$host"),
+    ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
+    ("X-Forwarded-Proto", "$scheme"),
+    ("X-Forwarded-Host", "$host"),
+)
+#: RFC 6455 §4.1: the handshake needs Upgrade and Connection: upgrade. Both are hop-by-hop
+#: (RFC 9110 §7.6.1), so nginx forwards them only where told to.
+_UPGRADE = (
+    ("Upgrade", "$http_upgrade"),
+    ("Connection", "$connection_upgrade"),
+)
+
+
+def _headers(indent: str, headers: tuple[tuple[str, str], ...]) -> list[str]:
+    return [f"{indent}proxy_set_header {k:<17} {v};" for k, v in headers]
+
+
+def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
+           redirect_ports: tuple[int, ...] = (), tls: bool = True,
+           ca_pem: Path | str | None = None) -> str:
+    """nginx.conf for ``cfg``: TLS on ``port`` (plain HTTP with ``tls=False``), HTTP->HTTPS
+    redirects on ``redirect_ports``. https upstreams are verified against ``ca_pem``."""
     host = cfg.hosts[0]
+    upstreams = {name: _upstream(cfg.name, name, origin) for name, origin in cfg.upstreams.items()}
+    needs_ca = sorted(n for n, u in upstreams.items() if u.scheme == "https")
+    if needs_ca and ca_pem is None:
+        raise UpstreamCAMissingError(cfg.name, needs_ca)
+    if tls and cert is None:
+        raise ValueError(f"nginx '{cfg.name}' serves TLS and needs a certificate (cert=)")
+    if redirect_ports and not tls:
+        # labkit's redirect listeners send browsers to https: a plain nginx has no https origin.
+        raise ValueError(f"nginx '{cfg.name}' serves plain HTTP (tls=False): an HTTP->HTTPS "
+                         f"redirect to it cannot work. Give the nginx service TLS, or drop the "
+                         f"redirect listener.")
     lines = [
         f"# labkit: '{cfg.name}' — one origin in front of "
         f"{', '.join(sorted(cfg.upstreams))}, generated by labkit.",
@@ -79,11 +177,8 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles, prefix: str,
         "    }",
         "",
     ]
-    for name, origin in sorted(cfg.upstreams.items()):
-        if not origin.startswith("http://"):
-            raise ValueError(f"nginx renders plain-HTTP upstreams only; {name} is {origin}")
-        addr = origin[len("http://"):].replace("localhost", "127.0.0.1")
-        lines += [f"    upstream {name} {{ server {addr}; }}"]
+    for name, up in sorted(upstreams.items()):
+        lines += [f"    upstream {name} {{ server {up.address}; }}"]
     for rport in redirect_ports:
         lines += [
             "",
@@ -94,33 +189,54 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles, prefix: str,
             f"        return 308 https://{host}:{port}$request_uri;",
             "    }",
         ]
+    lines += ["", "    server {"]
+    if tls:
+        assert cert is not None
+        lines += [
+            f"        listen 127.0.0.1:{port} ssl;",
+            f"        server_name {host};",
+            f"        ssl_certificate     {cert.cert};",
+            f"        ssl_certificate_key {cert.key};",
+            "        ssl_protocols TLSv1.2 TLSv1.3;",
+        ]
+    else:
+        lines += [
+            "        # Plain HTTP, no TLS: the backends are told X-Forwarded-Proto http.",
+            f"        listen 127.0.0.1:{port};",
+            f"        server_name {host};",
+        ]
     lines += [
         "",
-        "    server {",
-        f"        listen 127.0.0.1:{port} ssl;",
-        f"        server_name {host};",
-        f"        ssl_certificate     {cert.cert};",
-        f"        ssl_certificate_key {cert.key};",
-        "        ssl_protocols TLSv1.2 TLSv1.3;",
-        "",
-        "        # Every location inherits these (a location with its own proxy_set_header would",
-        "        # silently drop them all, so they live here only).",
+        "        # Every location inherits these, unless it sets a proxy_set_header of its own:",
+        "        # then it inherits none of them (the WebSocket locations repeat them).",
         "        proxy_http_version 1.1;",
-        "        proxy_set_header Host              $host;",
-        "        proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;",
-        "        proxy_set_header X-Forwarded-Proto $scheme;",
-        "        proxy_set_header X-Forwarded-Host  $host;",
-        "        proxy_set_header Upgrade           $http_upgrade;",
-        "        proxy_set_header Connection        $connection_upgrade;",
+        *_headers("        ", _FORWARDED),
+        "        # No Upgrade here: nginx forwards it only in WebSocket locations, and elsewhere",
+        "        # sends Connection: close, so a handshake on another route is refused (426),",
+        "        # as labkit's own proxy does.",
         "        # Origin and Cookie pass through untouched: chat's Origin allow-list needs them.",
         "",
         "        # Only this name: never proxy for a Host we do not serve.",
         f'        if ($host != "{host}") {{ return 421; }}',
     ]
     for r in sorted(cfg.routes, key=lambda r: -len(r.prefix)):
-        lines += ["", f"        {_location(r.prefix)}{{", f"            proxy_pass http://{r.upstream};"]
+        up = upstreams[r.upstream]
+        lines += ["", f"        {_location(r.prefix)}{{",
+                  f"            proxy_pass {up.scheme}://{r.upstream};"]
+        if up.scheme == "https":
+            lines += [
+                "            # Verify the backend as a browser would: the lab CA, the backend's",
+                "            # own name (nginx would check the upstream block's name otherwise).",
+                "            proxy_ssl_verify on;",
+                f"            proxy_ssl_trusted_certificate {ca_pem};",
+                "            proxy_ssl_server_name on;",
+                f"            proxy_ssl_name {up.name};",
+            ]
         if r.websocket:
             lines += [
+                "            # Setting a header here drops every server-level proxy_set_header:",
+                "            # repeat them, or the backend would see Host: " + r.upstream + ".",
+                *_headers("            ", _FORWARDED + _UPGRADE),
                 "            # The default 60 s would close a chat that is quiet for a minute.",
                 "            proxy_read_timeout 1h;",
                 "            proxy_send_timeout 1h;",
@@ -135,8 +251,9 @@ class NginxServer:
     released just before nginx binds them itself."""
 
     def __init__(self, cfg: ProxyConfig, cert: CertFiles,
-                 redirect_socks: list[socket.socket] | None = None) -> None:
-        self.cfg, self.cert = cfg, cert
+                 redirect_socks: list[socket.socket] | None = None, *,
+                 ca_pem: Path | str | None = None) -> None:
+        self.cfg, self.cert, self.ca_pem = cfg, cert, ca_pem
         self.redirect_socks = redirect_socks or []
         self.proc: asyncio.subprocess.Process | None = None
         self.prefix: str | None = None
@@ -153,11 +270,21 @@ class NginxServer:
             raise NginxMissingError()
         port = sock.getsockname()[1]
         redirect_ports = tuple(s.getsockname()[1] for s in self.redirect_socks)
-        self.prefix = tempdirs.make("labkit-nginx-")
+        prefix = tempdirs.make("labkit-nginx-")
+        try:
+            # nginx terminates TLS from the certificate files; the context only says whether
+            # this service has TLS at all (None: a plain-HTTP service).
+            self.config_text = render(self.cfg, port=port, cert=self.cert, prefix=prefix,
+                                      redirect_ports=redirect_ports,
+                                      tls=ssl_context is not None, ca_pem=self.ca_pem)
+        except BaseException:
+            shutil.rmtree(prefix, ignore_errors=True)
+            for s in [sock, *self.redirect_socks]:
+                s.close()
+            raise
+        self.prefix = prefix
         for d in TEMP_DIRS:
             os.mkdir(os.path.join(self.prefix, d))
-        self.config_text = render(self.cfg, port=port, cert=self.cert, prefix=self.prefix,
-                                  redirect_ports=redirect_ports)
         self.conf_path = Path(self.prefix) / "nginx.conf"
         self.conf_path.write_text(self.config_text)
         for s in [sock, *self.redirect_socks]:

@@ -85,6 +85,16 @@ class Observation:
     seconds: float = 0.0
     #: Step states of pages visited first in the same browser context (e.g. the victim's page).
     before: list[dict[str, Step]] = field(default_factory=list)
+    #: How many entries of ``seen`` belong to the ``before`` pages (they come first).
+    before_seen: int = 0
+
+    def session(self) -> str | None:
+        """Who the chat server took the visited page's last accepted WebSocket for: the user of
+        the session cookie the browser attached to the handshake, or None (no cookie, or no
+        socket opened). Server-side truth: the page itself never sees its cookies."""
+        users = [d["user"] for d in self.seen[self.before_seen:]
+                 if d["kind"] == "ws" and d["status"] == 101]
+        return users[-1] if users else None
 
     def verdict(self, decisive: Iterable[str] | None = None) -> Verdict:
         return classify(self, decisive)
@@ -170,6 +180,10 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cors-preflight", re.compile(r"blocked by CORS policy: (Response to preflight request|"
                                   r".* in preflight response)")),
     ("cors", re.compile(r"blocked by CORS policy")),
+    # The request went through and a server said no (404 no route, 421 wrong Host, 426 no
+    # upgrade on that route, 502 upstream down): no browser rule blocked it.
+    ("http-error", re.compile(r"^HTTP [45]\d\d$|the server responded with a status of [45]\d\d|"
+                              r"Unexpected response code: (?!403)\d{3}")),
 )
 
 
@@ -177,6 +191,8 @@ def _evidence(obs: Observation) -> list[str]:
     """The browser's words, earliest first: a failed navigation explains everything after it;
     the page runs its steps in order, so the first message belongs to the first failing step."""
     texts = [obs.navigation_error] if obs.navigation_error else []
+    if obs.status is not None and obs.status >= 400:
+        texts.append(f"HTTP {obs.status}")  # the page itself was an error answer
     texts += [m.text for m in obs.console]
     texts += [f"{e.name}: {e.message}" for e in obs.page_errors]
     texts += [s.error for s in obs.sockets if s.error]
@@ -198,6 +214,7 @@ def classify(obs: Observation, decisive: Iterable[str] | None = None) -> Verdict
     # is not a success.
     blocked = (
         obs.navigation_error is not None
+        or (obs.status is not None and obs.status >= 400)
         or bool(missing)
         or not all(s == "ok" for s in states)
     )

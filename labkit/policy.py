@@ -21,7 +21,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 LAB_DOMAIN = "lab.test"
 #: Why a check blocked. An interface: the browser-observation classifier uses the same strings.
 REASONS = ("cors", "cors-preflight", "cors-credentials", "mixed-content", "cert-authority",
-           "cert-name", "tls-handshake", "origin-rejected")
+           "cert-name", "tls-handshake", "origin-rejected", "http-error")
 CREDENTIALS_MODES = ("omit", "same-origin", "include")
 SAFELISTED_METHODS = ("GET", "HEAD", "POST")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

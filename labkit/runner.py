@@ -76,6 +76,9 @@ def judge(scenario: Scenario, obs: Observation, counter: int | None = None) -> R
         problems.append(f"blocked for reason {verdict.reason!r}, expected {scenario.reason!r}")
     if scenario.redirected and not (obs.redirects and obs.final_url.startswith("https://")):
         problems.append("the visit was not redirected to the https origin")
+    if scenario.session is not None and obs.session() != scenario.session:
+        problems.append(f"the socket ran as {obs.session() or 'a guest'}, not as "
+                        f"{scenario.session}: the browser sent no session cookie")
     if scenario.side_effect and not counter:
         problems.append("the API's counter did not move: the side effect was not shown")
     for i, steps in enumerate(obs.before or ([{}] if scenario.before_ok else [])):
@@ -179,3 +182,69 @@ def table(results: Sequence[Result]) -> str:
 
 def as_json(results: Sequence[Result], browser_version: str) -> str:
     return json.dumps({"browser": browser_version, "scenarios": [r.as_dict() for r in results]})
+
+
+# -- explain against the browser, on any configuration ----------------------------------------
+@dataclass
+class Agreement:
+    """One configuration, predicted by :func:`labkit.explain` and observed in the real browser."""
+
+    topology: Any
+    visit: str
+    before: tuple[str, ...]
+    explanation: Any
+    observation: Observation
+    verdict: Verdict
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __repr__(self) -> str:
+        mark = "agree" if self.ok else "DISAGREE: " + "; ".join(self.problems)
+        return (f"<Agreement {self.topology.name} visit={self.visit}: explain "
+                f"{self.explanation.outcome}({self.explanation.reason}) browser {self.verdict} "
+                f"— {mark}>")
+
+
+def agree(explanation: Any, obs: Observation, verdict: Verdict) -> list[str]:
+    """What differs between a prediction and an observation (no I/O): outcome, reason and the
+    session the chat server saw on the visited page's sockets."""
+    problems = []
+    if (explanation.outcome, explanation.reason) != (verdict.outcome, verdict.reason):
+        problems.append(f"explain says {explanation.outcome} ({explanation.reason}), the browser "
+                        f"showed {verdict} [{verdict.evidence}]")
+    want = getattr(explanation, "session", "unknown")
+    if want != "unknown":
+        got = obs.session()
+        if got != want:
+            problems.append(f"explain says the socket runs as {want!r}, the server saw {got!r}")
+    return problems
+
+
+async def acheck(topology: Any, visit: str = "web", before: Sequence[str] = (),
+                 browser: Browser | None = None) -> Agreement:
+    """Explain ``topology`` visited at ``visit`` (after ``before`` pages in the same browser
+    context), then start it and observe it in the real browser; report whether they agree."""
+    from .explain import explain
+
+    expl = explain(topology, visit=visit, before=tuple(before))
+    owned = browser is None
+    browser = browser or Browser()
+    lab = Lab(topology, browser=browser)
+    try:
+        await lab.astart()
+        obs = await lab.avisit(visit, before=before)
+    finally:
+        await lab.astop()
+        if owned:
+            await browser.astop()
+    verdict = obs.verdict()
+    return Agreement(topology, visit, tuple(before), expl, obs, verdict,
+                     agree(expl, obs, verdict))
+
+
+def check(topology: Any, visit: str = "web", before: Sequence[str] = (),
+          browser: Browser | None = None) -> Agreement:
+    return runtime.run(acheck(topology, visit, before, browser))

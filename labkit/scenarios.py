@@ -39,6 +39,9 @@ class Scenario:
     redirected: bool = False
     #: System pieces the scenario needs beyond Python ("nginx").
     needs: tuple[str, ...] = ()
+    #: When set, the chat server must have taken the visited page's socket for this user: the
+    #: proof that a hijack really read as the victim (the socket opening alone proves nothing).
+    session: str | None = None
 
     def __repr__(self) -> str:
         reason = f" ({self.reason})" if self.reason else ""
@@ -232,6 +235,7 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "chat socket, the browser attaches the victim's session cookie, and the attacker reads "
         "the history as the victim. No CORS rule applies: the server accepted any Origin.",
         decisive=("steal",), visit="evil", before=("web",), before_ok=("login", "chat"),
+        session="alice",
     ),
     Scenario(
         "ws-origin-allowlist",

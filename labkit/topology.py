@@ -6,6 +6,7 @@ Validation here is pure (no sockets), so bad input fails before anything is star
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from .apps.cors import CorsPolicy
@@ -24,9 +25,12 @@ API_STEPS: dict[str, tuple[str, dict[str, str], str]] = {
 }
 #: The page's steps that open or use the chat WebSocket.
 SOCKET_STEPS = ("socket", "chat", "steal")
+#: The paths labkit's chat server accepts handshakes on (apps/chat.py).
+CHAT_PATHS = ("/ws", "/")
 STEPS = (*API_STEPS, *SOCKET_STEPS, "sio")
 CREDENTIALS = ("omit", "same-origin", "include")
 PAGE_KINDS = ("web", "evil")
+PROXY_KINDS = ("proxy", "nginx")
 
 
 @dataclass(frozen=True)
@@ -131,67 +135,126 @@ class Topology:
         )
 
     def validate(self) -> Topology:
-        """Raise a learner-readable error for anything that cannot be started."""
+        """Raise a learner-readable error for anything that cannot be started or cannot work:
+        what is wrong, with which services, and what to write instead."""
+        if not isinstance(self.services, (tuple, list)) or not all(
+                isinstance(s, Service) for s in self.services):
+            raise TopologyError(f"topology '{self.name}' needs services=(Service(...), ...)",
+                                "Pass a tuple of labkit.Service objects.")
         names = [s.name for s in self.services]
         if not names:
             raise TopologyError(f"topology '{self.name}' has no services", "Add at least one.")
+        for s in self.services:
+            _check_types(s)
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise TopologyError(f"service names must be unique; repeated: {sorted(dupes)}")
-        ports = [s.port for s in self.services if s.port]
-        if len(ports) != len(set(ports)):
-            raise TopologyError(
-                f"two services ask for the same port in topology '{self.name}'",
-                "Give each service its own port, or 0 for a free one.",
-            )
+        by_port: dict[int, list[str]] = {}
         for s in self.services:
-            if s.kind not in KINDS:
-                raise TopologyError(f"service '{s.name}' has unknown kind '{s.kind}'",
-                                    f"Kinds are: {', '.join(KINDS)}.")
-            check_lab_host(s.host, s.name)
-            if not (0 <= s.port <= 65535):
-                raise TopologyError(f"port {s.port} of service '{s.name}' is out of range",
-                                    "Use 1024-65535, or 0 for a free port.")
-            if 0 < s.port < 1024:
+            if s.port:
+                by_port.setdefault(s.port, []).append(s.name)
+        for port, owners in by_port.items():
+            if len(owners) > 1:
                 raise TopologyError(
-                    f"port {s.port} of service '{s.name}' is privileged",
-                    "labkit runs unprivileged: use a port from 1024 to 65535, or 0.",
-                )
-            if s.cert not in CERTS:
-                raise TopologyError(f"service '{s.name}' asks for certificate '{s.cert}'",
-                                    f"Certificates are: {', '.join(CERTS)}.")
-            for entry in s.cors.origins + (s.origins or ()):
-                self._check_origin_entry(entry, names)
-            if s.kind in ("proxy", "nginx"):
-                if not s.routes:
-                    raise TopologyError(f"proxy '{s.name}' has no routes",
-                                        "Give it routes, e.g. labkit.routing.STORY_ROUTES.")
-                for r in s.routes:
-                    if r.upstream not in names or r.upstream == s.name:
-                        raise TopologyError(
-                            f"proxy '{s.name}' routes {r.prefix} to '{r.upstream}', which is not "
-                            f"another service of the topology",
-                            f"Services are: {', '.join(names)}.")
-            if s.kind == "redirect":
-                if s.target not in names or s.tls:
-                    raise TopologyError(
-                        f"redirect listener '{s.name}' needs tls=False and a target service",
-                        f"Set target= to the TLS service it redirects to ({', '.join(names)}).")
+                    f"services {' and '.join(repr(o) for o in owners)} both ask for port {port} "
+                    f"in topology '{self.name}'",
+                    "Give each service its own port, or 0 for a free one.")
+        for s in self.services:
+            self._check_service(s, names)
         for s in self.services:
             if s.kind in PAGE_KINDS:
-                self._check_page(self.page_for(s.name), names)
+                self._check_page(s.name, self.page_for(s.name))
         return self
+
+    def _check_service(self, s: Service, names: list[str]) -> None:
+        if s.kind not in KINDS:
+            raise TopologyError(f"service '{s.name}' has unknown kind '{s.kind}'",
+                                f"Kinds are: {', '.join(KINDS)}.")
+        if s.host.endswith("."):
+            raise TopologyError(
+                f"host '{s.host}' of service '{s.name}' ends with a dot",
+                f"Write host='{s.host.rstrip('.')}': a trailing dot makes another origin and no "
+                "lab certificate names it.")
+        check_lab_host(s.host, s.name)
+        if not (0 <= s.port <= 65535):
+            raise TopologyError(f"port {s.port} of service '{s.name}' is out of range",
+                                "Use 1024-65535, or 0 for a free port.")
+        if 0 < s.port < 1024:
+            raise TopologyError(
+                f"port {s.port} of service '{s.name}' is privileged",
+                "labkit runs unprivileged: use a port from 1024 to 65535, or 0.")
+        if s.cert not in CERTS:
+            raise TopologyError(f"service '{s.name}' asks for certificate '{s.cert}'",
+                                f"Certificates are: {', '.join(CERTS)}.")
+        for entry in s.cors.origins:
+            self._check_origin_entry(entry, names, s.name, cors=True)
+        for entry in s.origins or ():
+            self._check_origin_entry(entry, names, s.name, cors=False)
+        if s.kind in PROXY_KINDS:
+            if not s.routes:
+                raise TopologyError(f"proxy '{s.name}' has no routes",
+                                    "Give it routes, e.g. labkit.STORY_ROUTES.")
+            for r in s.routes:
+                if r.upstream not in names or r.upstream == s.name:
+                    raise TopologyError(
+                        f"proxy '{s.name}' routes {r.prefix} to '{r.upstream}', which is not "
+                        f"another service of the topology",
+                        f"Services are: {', '.join(names)}.")
+                if self.service(r.upstream).kind == "redirect":
+                    raise TopologyError(
+                        f"proxy '{s.name}' routes {r.prefix} to the redirect listener "
+                        f"'{r.upstream}'",
+                        "A proxy forwards to servers: route to the service the redirect points "
+                        "at.")
+            if s.kind == "nginx" and s.host == "::1":
+                raise TopologyError(f"nginx service '{s.name}' on host ::1",
+                                    "labkit runs nginx on 127.0.0.1: use host='localhost', "
+                                    "'127.0.0.1' or a .lab.test name.")
+        if s.kind == "redirect":
+            if s.target not in names or s.tls:
+                raise TopologyError(
+                    f"redirect listener '{s.name}' needs tls=False and a target service",
+                    f"Set target= to the TLS service it redirects to ({', '.join(names)}).")
+            if self.service(s.target).kind == "redirect":
+                raise TopologyError(f"redirect listener '{s.name}' points at another redirect "
+                                    f"listener '{s.target}'",
+                                    "Point target= at the https service browsers should reach.")
+
+    def check_visit(self, visit: str, before: tuple[str, ...] = ()) -> None:
+        """A browser can only open pages: page servers, proxies and redirect listeners."""
+        for name in (*before, visit):
+            svc = self.service(name)
+            if svc.kind not in (*PAGE_KINDS, *PROXY_KINDS, "redirect"):
+                raise TopologyError(f"service '{name}' ({svc.kind}) serves no page",
+                                    "Visit a page service such as 'web' or 'evil', a proxy, or "
+                                    "a redirect listener.")
 
     def page_for(self, name: str) -> Page:
         """What the page served by service ``name`` does."""
         return self.service(name).page or self.page
 
-    @staticmethod
-    def _check_page(p: Page, names: list[str]) -> None:
-        for ref in (p.api, p.ws, p.sio):
-            if ref is not None and ref not in names:
-                raise TopologyError(f"the page calls service '{ref}', which is not in the topology",
-                                    f"Services are: {', '.join(names)}.")
+    def _check_page(self, where: str, p: Page) -> None:
+        _check_page_types(where, p)
+        wants = {"api": ("api", "proxy", "nginx"), "ws": ("chat", "proxy", "nginx"),
+                 "sio": ("socketio",)}
+        for attr, kinds in wants.items():
+            ref = getattr(p, attr)
+            if ref is None:
+                continue
+            if ref not in [s.name for s in self.services]:
+                raise TopologyError(
+                    f"the page of '{where}' calls service '{ref}' ({attr}='{ref}'), which is not "
+                    f"in the topology",
+                    f"Services are: {', '.join(s.name for s in self.services)}.")
+            kind = self.service(ref).kind
+            if kind not in kinds and not p.same_origin:
+                what = {"api": "fetches /api/… from", "ws": "opens its WebSocket to",
+                        "sio": "connects socket.io to"}[attr]
+                fit = [s.name for s in self.services if s.kind in kinds]
+                raise TopologyError(
+                    f"the page of '{where}' {what} '{ref}', a {kind} server that does not serve "
+                    f"that", f"Set {attr}= to one of: {', '.join(fit) or 'none here: add a '}"
+                    + ("" if fit else f"{kinds[0]} service") + ".")
         bad = [s for s in p.steps if s not in STEPS]
         if bad:
             raise TopologyError(f"unknown page steps {bad}", f"Steps are: {', '.join(STEPS)}.")
@@ -199,17 +262,134 @@ class Topology:
             raise TopologyError(f"credentials mode '{p.credentials}' is not a fetch mode",
                                 f"Use one of: {', '.join(CREDENTIALS)}.")
         if p.ws_scheme not in (None, "ws", "wss"):
-            raise TopologyError(f"ws_scheme '{p.ws_scheme}' must be 'ws' or 'wss'")
+            raise TopologyError(f"ws_scheme '{p.ws_scheme}' must be 'ws' or 'wss'",
+                                "Or None: the scheme follows the chat server's TLS.")
+        if p.ws_path.split("?", 1)[0] not in CHAT_PATHS:
+            raise TopologyError(
+                f"the page of '{where}' opens its socket at ws_path='{p.ws_path}', which the chat "
+                f"server does not serve", f"The chat server serves {' and '.join(CHAT_PATHS)}.")
+        api_steps = [s for s in p.steps if s in API_STEPS]
+        if api_steps and p.api is None and not p.same_origin:
+            raise TopologyError(f"the page of '{where}' has steps {api_steps} but no API",
+                                "Set api= to the API service (or same_origin=True behind a "
+                                "proxy), or drop those steps.")
+        ws_steps = [s for s in p.steps if s in SOCKET_STEPS]
+        if ws_steps and p.ws is None and not p.same_origin:
+            raise TopologyError(f"the page of '{where}' has steps {ws_steps} but no chat",
+                                "Set ws= to the chat service (or same_origin=True behind a "
+                                "proxy), or drop those steps.")
+        if "sio" in p.steps and p.sio is None:
+            raise TopologyError(f"the page of '{where}' has the step 'sio' but no socket.io "
+                                "server", "Set sio= to a socketio service, or drop the step.")
+        if "chat" in p.steps and "socket" not in p.steps[:p.steps.index("chat")]:
+            raise TopologyError(f"the page of '{where}' sends a chat message before opening the "
+                                "socket", "Put 'socket' before 'chat' in steps.")
 
-    @staticmethod
-    def _check_origin_entry(entry: str, names: list[str]) -> None:
+    def _check_origin_entry(self, entry: str, names: list[str], owner: str, cors: bool) -> None:
+        where = (f"the CORS allow-list of '{owner}'" if cors
+                 else f"the Origin allow-list of '{owner}'")
+        if not isinstance(entry, str):
+            raise TopologyError(f"{where} holds {entry!r}, not a string",
+                                "Write origins like 'https://localhost:8443', or service names.")
+        if entry.strip() == "*":
+            raise TopologyError(
+                f"'*' in {where} is not an origin",
+                "For the API use CorsPolicy('wildcard') (ACAO: *, never with credentials); a "
+                "chat server that accepts every Origin has origins=None — the hijackable default."
+                if cors else
+                "A chat server that accepts every Origin has origins=None — the hijackable "
+                "default; list the page's origin instead.")
         if "://" in entry:
             parse_origin(entry)
         elif entry not in names:
             raise TopologyError(
-                f"allow-list entry '{entry}' is neither an origin nor a service name",
-                "Write an origin like 'https://localhost:8443', or the name of a service.",
-            )
+                f"{where} holds '{entry}', which is neither an origin nor a service name",
+                "Write an origin like 'https://localhost:8443', or the name of a service.")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+
+
+def _is_str_tuple(v: object) -> bool:
+    return isinstance(v, (tuple, list)) and all(isinstance(x, str) for x in v)
+
+
+def _check_types(s: Service) -> None:
+    """Wrong types get a sentence with the fix, not a TypeError from deep inside labkit."""
+    if not isinstance(s.name, str) or not _NAME.fullmatch(s.name):
+        raise TopologyError(f"service name {s.name!r} is not a plain name",
+                            "Use letters, digits, '-' or '_' (it names the service in URLs, "
+                            "logs and the nginx config), e.g. 'web'.")
+    if isinstance(s.port, bool) or not isinstance(s.port, int):
+        raise TopologyError(f"port of service '{s.name}' is {s.port!r}, not a number",
+                            f"Write port={_int_hint(s.port)} (an int), or 0 for a free port.")
+    for attr in ("kind", "host", "cert"):
+        if not isinstance(getattr(s, attr), str):
+            raise TopologyError(f"{attr} of service '{s.name}' is {getattr(s, attr)!r}",
+                                f"Write {attr}= as a string.")
+    if not isinstance(s.tls, bool):
+        raise TopologyError(f"tls of service '{s.name}' is {s.tls!r}", "Write tls=True or False.")
+    if not isinstance(s.cors, CorsPolicy):
+        raise TopologyError(f"cors of service '{s.name}' is {s.cors!r}, not a CorsPolicy",
+                            "Write cors=labkit.CorsPolicy('allowlist', ('web',)) or similar.")
+    if isinstance(s.cors.origins, str) or not _is_str_tuple(s.cors.origins):
+        raise TopologyError(
+            f"the CORS origins of service '{s.name}' are {s.cors.origins!r}, not a tuple",
+            f"Write a tuple: CorsPolicy('{s.cors.mode}', ({s.cors.origins!r},)) — note the "
+            "comma.")
+    for attr in ("methods", "headers"):
+        if isinstance(getattr(s.cors, attr), str) or not _is_str_tuple(getattr(s.cors, attr)):
+            raise TopologyError(f"CorsPolicy {attr} of service '{s.name}' must be a tuple of "
+                                "strings", f"e.g. {attr}=('GET', 'POST')." if attr == "methods"
+                                else f"e.g. {attr}=('content-type',).")
+    if s.origins is not None and (isinstance(s.origins, str) or not _is_str_tuple(s.origins)):
+        raise TopologyError(
+            f"origins of service '{s.name}' is {s.origins!r}, not a tuple",
+            f"Write origins=({s.origins!r},) — a tuple of origins or service names; None "
+            "accepts any Origin.")
+    if not isinstance(s.routes, (tuple, list)) or not all(isinstance(r, Route)
+                                                         for r in s.routes):
+        raise TopologyError(f"routes of service '{s.name}' must be a tuple of Route objects",
+                            "e.g. routes=(labkit.Route('/api', 'api'), labkit.Route('/', 'web')).")
+    if s.page is not None and not isinstance(s.page, Page):
+        raise TopologyError(f"page of service '{s.name}' is {s.page!r}, not a Page",
+                            "Write page=labkit.Page(...).")
+    if s.idle_timeout is not None and (isinstance(s.idle_timeout, bool)
+                                       or not isinstance(s.idle_timeout, (int, float))
+                                       or s.idle_timeout <= 0):
+        raise TopologyError(f"idle_timeout of service '{s.name}' is {s.idle_timeout!r}",
+                            "Write a number of seconds, e.g. idle_timeout=60, or None.")
+
+
+def _int_hint(v: object) -> str:
+    try:
+        return str(int(str(v)))
+    except ValueError:
+        return "8443"
+
+
+def _check_page_types(where: str, p: Page) -> None:
+    if isinstance(p.steps, str) or not _is_str_tuple(p.steps):
+        raise TopologyError(f"steps of the page of '{where}' is {p.steps!r}, not a tuple",
+                            f"Write steps=({p.steps!r},) — note the comma — or several, e.g. "
+                            "steps=('hello', 'socket').")
+    for attr in ("api", "ws", "sio", "ws_scheme"):
+        v = getattr(p, attr)
+        if v is not None and not isinstance(v, str):
+            raise TopologyError(f"{attr} of the page of '{where}' is {v!r}",
+                                f"Write {attr}= as a service name (a string) or None.")
+    if not isinstance(p.ws_path, str) or not p.ws_path.startswith("/"):
+        raise TopologyError(f"ws_path of the page of '{where}' is {p.ws_path!r}",
+                            "Write a path starting with '/', e.g. ws_path='/ws'.")
+    if not isinstance(p.same_origin, bool):
+        raise TopologyError(f"same_origin of the page of '{where}' is {p.same_origin!r}",
+                            "Write same_origin=True or False.")
+    if not isinstance(p.user, str) or not p.user.strip() or len(p.user) > 32:
+        raise TopologyError(f"user of the page of '{where}' is {p.user!r}",
+                            "Write a user name of 1-32 characters, e.g. user='alice'.")
+    if not isinstance(p.room, str) or not p.room:
+        raise TopologyError(f"room of the page of '{where}' is {p.room!r}",
+                            "Write a room name, e.g. room='general'.")
 
 
 def messenger(

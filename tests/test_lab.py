@@ -35,7 +35,7 @@ from labkit import (
     messenger,
 )
 
-NO_PAGE = Page(api=None, ws=None)
+NO_PAGE = Page(api=None, ws=None, steps=())
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -373,8 +373,8 @@ def test_invalid_origin_in_an_allow_list(entry: str, why: str) -> None:
 
 
 def test_an_allow_list_entry_that_is_neither_origin_nor_service() -> None:
-    with pytest.raises(TopologyError, match="allow-list entry 'webb' is neither an origin nor a "
-                                            "service name. Write an origin like"):
+    with pytest.raises(TopologyError, match="allow-list of 'chat' holds 'webb', which is neither "
+                                            "an origin nor a service name. Write an origin"):
         Lab(messenger(chat_origins=("webb",)))
 
 
@@ -415,7 +415,7 @@ def test_service_lookups_explain_themselves(lab: Lab) -> None:
     ({"nope": 9000}, "has no service named 'nope'"),
     ({"web": 80}, "port 80 of service 'web' is privileged"),
     ({"web": 70000}, "port 70000 of service 'web' is out of range"),
-    ({"web": 9000, "api": 9000}, "two services ask for the same port"),
+    ({"web": 9000, "api": 9000}, "services 'web' and 'api' both ask for port 9000"),
 ])
 def test_bad_fixed_ports(ports: dict[str, int], text: str) -> None:
     with pytest.raises(TopologyError, match=text):

@@ -15,21 +15,24 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from labkit import Lab, LabPKI, PortInUseError, runtime, scenarios, system
 from labkit.clients import http_session, ws_connect
 from labkit.lab import bind_loopback
-from labkit.nginx import NginxServer
+from labkit.nginx import NginxServer, UpstreamAddressError, UpstreamCAMissingError, render
 from labkit.proxy import ProxyConfig
-from labkit.routing import STORY_ROUTES
+from labkit.routing import STORY_ROUTES, Route
+from labkit.serving import AiohttpServer
 
 HOST = "app.lab.test"
 
@@ -209,7 +212,7 @@ def test_close_code_and_reason_survive_nginx() -> None:
     sock = bind_loopback("127.0.0.1", 0, "nginx")
     url = f"wss://{HOST}:{sock.getsockname()[1]}/ws"
     try:
-        runtime.run(nginx.start(sock, None))
+        runtime.run(nginx.start(sock, pki.server_context()))
 
         async def client_closes() -> None:
             async with ws_connect(url, pki) as ws:
@@ -327,3 +330,291 @@ def test_tls_through_nginx_is_for_the_lab_name(nginx_lab: Lab) -> None:
     asyncio.run(handshake(HOST))
     with pytest.raises(ssl.SSLCertVerificationError):
         asyncio.run(handshake("example.com"))
+
+
+# -- nginx in front of hand-made backends ---------------------------------------------------------
+@contextmanager
+def nginx_for(cfg: ProxyConfig, *, tls: bool = True,
+              ca_pem: Path | None = None) -> Iterator[tuple[NginxServer, int]]:
+    """Real nginx for ``cfg`` on a free port; ``tls=False`` starts it as the lab starts a plain
+    service: with no SSL context."""
+    pki = LabPKI().ensure()
+    nginx = NginxServer(cfg, pki.cert("lab"), ca_pem=ca_pem)
+    sock = bind_loopback("127.0.0.1", 0, "nginx")
+    port = sock.getsockname()[1]
+    runtime.run(nginx.start(sock, pki.server_context() if tls else None))
+    try:
+        yield nginx, port
+    finally:
+        runtime.run(nginx.stop())
+
+
+class HeaderEcho:
+    """An aiohttp backend answering with the request headers it got; TLS with ``cert``."""
+
+    def __init__(self, cert: str | None = None, host: str = "localhost") -> None:
+        self.cert, self.host, self.port = cert, host, 0
+        self.server: AiohttpServer | None = None
+
+    @staticmethod
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(dict(request.headers))
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.echo)
+        sock = bind_loopback(self.host, 0, "echo")
+        self.port = sock.getsockname()[1]
+        self.server = AiohttpServer(app)
+        ctx = LabPKI().cert(self.cert).server_context() if self.cert else None
+        await self.server.start(sock, ctx)
+
+    @property
+    def origin(self) -> str:
+        return f"{'https' if self.cert else 'http'}://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+
+class WsBackend:
+    """A websockets echo server (the chat's library) recording every handshake's headers;
+    TLS with ``cert``."""
+
+    def __init__(self, cert: str | None = None) -> None:
+        self.cert, self.port = cert, 0
+        self.handshakes: list[dict[str, str]] = []
+        self.server: Any = None
+
+    def record(self, _conn: ServerConnection, request: Any) -> None:
+        self.handshakes.append({k.lower(): v for k, v in request.headers.raw_items()})
+
+    async def handler(self, ws: ServerConnection) -> None:
+        try:
+            async for msg in ws:
+                await ws.send(msg)
+        except ConnectionClosed:
+            pass
+
+    async def start(self) -> None:
+        ctx = LabPKI().cert(self.cert).server_context() if self.cert else None
+        self.server = await serve(self.handler, "127.0.0.1", 0, ssl=ctx,
+                                  process_request=self.record)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    @property
+    def origin(self) -> str:
+        return f"{'https' if self.cert else 'http'}://localhost:{self.port}"
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@contextmanager
+def started(*backends: Any) -> Iterator[None]:
+    for b in backends:
+        runtime.run(b.start())
+    try:
+        yield
+    finally:
+        for b in backends:
+            runtime.run(b.stop())
+
+
+def location_block(conf: str, prefix: str) -> str:
+    """The text of the location block for route ``prefix`` in a rendered config."""
+    head = "location / {" if prefix == "/" else f"location ~ ^{prefix}(/|$) {{"
+    start = conf.index(head)
+    return conf[start:conf.index("\n        }", start)]
+
+
+def server_block(conf: str) -> str:
+    """The main server block, up to its first location."""
+    start = conf.rindex("    server {")
+    return conf[start:conf.index("location", start)]
+
+
+def get(url: str, *, ssl_ctx: bool = True) -> tuple[int, dict[str, Any] | str]:
+    async def go() -> tuple[int, dict[str, Any] | str]:
+        async with http_session(LabPKI()) as s:
+            async with s.get(url) as r:
+                text = await r.text()
+                try:
+                    return r.status, json.loads(text)
+                except ValueError:
+                    return r.status, text
+    return asyncio.run(go())
+
+
+# -- 1. a plain (tls=False) nginx service listens without TLS -------------------------------------
+def test_plain_nginx_listens_without_tls_and_tells_the_backend_http() -> None:
+    backend = HeaderEcho()
+    with started(backend):
+        cfg = ProxyConfig(name="nginx-plain", routes=(Route("/", "web"),), hosts=(HOST,),
+                          upstreams={"web": backend.origin})
+        with nginx_for(cfg, tls=False) as (nginx, port):
+            conf = nginx.config_text
+            status, seen = get(f"http://{HOST}:{port}/x")
+    assert f"listen 127.0.0.1:{port};" in conf
+    assert not re.search(r"^\s*(listen .*\bssl\b|ssl_)", conf, re.M), conf
+    assert status == 200, seen
+    assert isinstance(seen, dict)
+    assert (seen["Host"], seen["X-Forwarded-Proto"]) == (HOST, "http")
+
+
+def test_tls_nginx_is_tls_and_refuses_plain_http() -> None:
+    """The twin, and what the plain service used to get: a TLS listener, where a plain request
+    is answered 400 (nginx: "The plain HTTP request was sent to HTTPS port")."""
+    backend = HeaderEcho()
+    with started(backend):
+        cfg = ProxyConfig(name="nginx-tls", routes=(Route("/", "web"),), hosts=(HOST,),
+                          upstreams={"web": backend.origin})
+        with nginx_for(cfg, tls=True) as (nginx, port):
+            conf = nginx.config_text
+            plain_status, plain_body = get(f"http://{HOST}:{port}/x")
+            status, seen = get(f"https://{HOST}:{port}/x")
+    assert f"listen 127.0.0.1:{port} ssl;" in conf and "ssl_certificate " in conf
+    assert plain_status == 400 and "plain HTTP request was sent to HTTPS port" in str(plain_body)
+    assert status == 200 and isinstance(seen, dict)
+    assert (seen["Host"], seen["X-Forwarded-Proto"]) == (HOST, "https")
+
+
+def test_a_redirect_to_a_plain_nginx_is_refused_with_the_fix() -> None:
+    cfg = ProxyConfig(name="nginx-plain-redirect", routes=(Route("/", "web"),), hosts=(HOST,),
+                      upstreams={"web": "http://localhost:1"})
+    with pytest.raises(ValueError, match=r"serves plain HTTP \(tls=False\): an HTTP->HTTPS "
+                                         r"redirect to it cannot work"):
+        render(cfg, port=2, cert=None, prefix="/tmp/x", redirect_ports=(3,), tls=False)
+
+
+# -- 2. only websocket routes upgrade --------------------------------------------------------------
+def test_only_websocket_locations_send_upgrade_and_they_repeat_the_forwarded_headers(
+        nginx_lab: Lab) -> None:
+    conf = nginx_lab.nginx_config("proxy")
+    server, ws = server_block(conf), location_block(conf, "/ws")
+    assert "proxy_set_header Upgrade" not in server
+    assert "proxy_set_header Connection" not in server
+    for prefix in ("/api", "/"):
+        assert "proxy_set_header" not in location_block(conf, prefix), prefix
+    # A location with a proxy_set_header of its own inherits none: the ws one repeats them all.
+    for line in ("Host              $host", "X-Forwarded-For   $proxy_add_x_forwarded_for",
+                 "X-Forwarded-Proto $scheme", "X-Forwarded-Host  $host",
+                 "Upgrade           $http_upgrade", "Connection        $connection_upgrade"):
+        assert f"proxy_set_header {line};" in ws, line
+        if not line.startswith(("Upgrade", "Connection")):
+            assert f"proxy_set_header {line};" in server, line
+
+
+@pytest.mark.parametrize("websocket", [False, True])
+def test_a_websocket_handshake_upgrades_only_on_a_websocket_route(websocket: bool) -> None:
+    """As labkit's own proxy: a route not declared websocket=True forwards the handshake without
+    Upgrade (nginx sends Connection: close), and the chat's websockets server answers 426."""
+    chat = WsBackend()
+    with started(chat):
+        cfg = ProxyConfig(name=f"nginx-ws-{websocket}", hosts=(HOST,),
+                          routes=(Route("/ws", "chat", websocket=websocket),),
+                          upstreams={"chat": chat.origin})
+        with nginx_for(cfg) as (_, port):
+            async def handshake() -> tuple[int, str | None]:
+                try:
+                    async with ws_connect(f"wss://{HOST}:{port}/ws", LabPKI()) as ws:
+                        await ws.send("hi")
+                        return 101, str(await asyncio.wait_for(ws.recv(), 5))
+                except InvalidStatus as e:
+                    return e.response.status_code, None
+
+            status, echoed = asyncio.run(handshake())
+    [seen] = chat.handshakes
+    assert (seen["host"], seen["x-forwarded-proto"]) == (HOST, "https")
+    if websocket:
+        assert (status, echoed) == (101, "hi")
+        assert (seen["upgrade"].lower(), seen["connection"].lower()) == ("websocket", "upgrade")
+    else:
+        assert status == 426
+        assert "upgrade" not in seen and seen["connection"].lower() == "close"
+
+
+# -- 3. https upstreams, verified against the lab CA ----------------------------------------------
+def test_https_upstreams_render_verified_by_their_own_name() -> None:
+    pki = LabPKI().ensure()
+    cfg = ProxyConfig(name="nginx-https-render", routes=STORY_ROUTES, hosts=(HOST,),
+                      upstreams={"web": "http://localhost:1", "api": "https://api.lab.test:2",
+                                 "chat": "https://localhost:3"})
+    conf = render(cfg, port=9, cert=pki.cert("lab"), prefix="/tmp/x", ca_pem=pki.ca_pem)
+    api, chat, web_ = (location_block(conf, p) for p in ("/api", "/ws", "/"))
+    assert "upstream api { server 127.0.0.1:2; }" in conf  # nginx cannot resolve lab names
+    for block, name in ((api, "api.lab.test"), (chat, "localhost")):
+        assert "proxy_ssl_verify on;" in block
+        assert f"proxy_ssl_trusted_certificate {pki.ca_pem};" in block
+        assert "proxy_ssl_server_name on;" in block
+        assert f"proxy_ssl_name {name};" in block
+    assert "proxy_pass https://api;" in api and "proxy_pass https://chat;" in chat
+    assert "proxy_pass http://web;" in web_ and "proxy_ssl" not in web_
+
+
+def test_an_https_upstream_without_a_ca_is_an_error_that_says_what_to_pass() -> None:
+    cfg = ProxyConfig(name="nginx-no-ca", routes=(Route("/api", "api"),), hosts=(HOST,),
+                      upstreams={"api": "https://localhost:2"})
+    with pytest.raises(UpstreamCAMissingError) as err:
+        render(cfg, port=9, cert=LabPKI().cert("lab"), prefix="/tmp/x")
+    assert str(err.value) == (
+        "nginx 'nginx-no-ca' forwards to https upstreams (api) and must verify their "
+        "certificates, but no CA was given. Pass ca_pem= the lab CA (LabPKI().ca_pem) to "
+        "NginxServer / render.")
+    # NginxServer.start renders before anything runs: same error, nothing left behind.
+    nginx = NginxServer(cfg, LabPKI().cert("lab"))
+    sock = bind_loopback("127.0.0.1", 0, "nginx")
+    with pytest.raises(UpstreamCAMissingError):
+        runtime.run(nginx.start(sock, LabPKI().server_context()))
+    assert nginx.proc is None and nginx.prefix is None and sock.fileno() == -1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_an_https_upstream_by_ip_is_refused_with_the_reason(host: str) -> None:
+    """nginx matches proxy_ssl_name against DNS names only: verifying an IP would 502 always."""
+    cfg = ProxyConfig(name="nginx-ip", routes=(Route("/api", "api"),), hosts=(HOST,),
+                      upstreams={"api": f"https://{host}:2"})
+    with pytest.raises(UpstreamAddressError, match="checks an upstream certificate's DNS names "
+                                                   "only, never its IP addresses"):
+        render(cfg, port=9, cert=LabPKI().cert("lab"), prefix="/tmp/x", ca_pem=LabPKI().ca_pem)
+    # Plain upstreams by IP need no name: they render.
+    plain = replace(cfg, upstreams={"api": f"http://{host}:2"})
+    assert f"server {host}:2;" in render(plain, port=9, cert=LabPKI().cert("lab"),
+                                         prefix="/tmp/x")
+
+
+@pytest.mark.parametrize(("cert", "status"), [("lab", 200), ("rogue", 502), ("wrong-name", 502)])
+def test_an_https_upstream_is_verified_like_labkits_proxy(cert: str, status: int) -> None:
+    """A lab certificate for the upstream's name: 200. The twins: a rogue CA's certificate, and a
+    lab certificate for another name, are refused (502), as labkit's own proxy refuses them."""
+    api, chat = HeaderEcho(cert), WsBackend(cert)
+    pki = LabPKI().ensure()
+    with started(api, chat):
+        cfg = ProxyConfig(name=f"nginx-https-{cert}", hosts=(HOST,),
+                          routes=(Route("/api", "api"), Route("/ws", "chat", websocket=True)),
+                          upstreams={"api": api.origin, "chat": chat.origin})
+        with nginx_for(cfg, ca_pem=pki.ca_pem) as (nginx, port):
+            got, seen = get(f"https://{HOST}:{port}/api/hello")
+
+            async def handshake() -> int:
+                try:
+                    async with ws_connect(f"wss://{HOST}:{port}/ws", pki) as ws:
+                        await ws.send("hi")
+                        assert await asyncio.wait_for(ws.recv(), 5) == "hi"
+                        return 101
+                except InvalidStatus as e:
+                    return e.response.status_code
+
+            ws_status = asyncio.run(handshake())
+            time.sleep(0.1)  # let nginx's error lines reach the drain
+            errors = "\n".join(nginx.stderr_tail)
+    assert got == status, seen
+    assert ws_status == (101 if status == 200 else 502)
+    if status == 200:
+        assert isinstance(seen, dict) and seen["Host"] == HOST
+    elif cert == "rogue":
+        assert "upstream SSL certificate verify error" in errors, errors
+    else:
+        assert 'upstream SSL certificate does not match "localhost"' in errors, errors

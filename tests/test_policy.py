@@ -41,7 +41,8 @@ ACAO = "Access-Control-Allow-Origin"
 # -- the interface other modules rely on ---------------------------------------------------------
 def test_reasons_are_the_classifier_interface() -> None:
     assert REASONS == ("cors", "cors-preflight", "cors-credentials", "mixed-content",
-                       "cert-authority", "cert-name", "tls-handshake", "origin-rejected")
+                       "cert-authority", "cert-name", "tls-handshake", "origin-rejected",
+                       "http-error")
 
 
 @pytest.mark.parametrize("outcome, reason", [

@@ -38,7 +38,10 @@ class CorsPolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"CORS mode {self.mode!r} is not one of {', '.join(MODES)}")
+            from ..errors import TopologyError
+
+            raise TopologyError(f"CORS mode {self.mode!r} is not one of {', '.join(MODES)}",
+                                "e.g. CorsPolicy('allowlist', ('web',)) or CorsPolicy('none').")
 
     def describe(self) -> str:
         if self.mode == "none":
