@@ -9,8 +9,10 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from .topology import API_STEPS, SOCKET_STEPS, Service, Topology
+from .deployment import Deployment
+from .topology import API_STEPS, PAGE_KINDS, SOCKET_STEPS, Service, Topology
 
 if TYPE_CHECKING:
     from .observation import Observation
@@ -36,22 +38,23 @@ def _edge_colour(states: list[str]) -> str:
 
 
 def edges(topology: Topology, visit: str = "web", obs: Observation | None = None,
-          reason: str | None = None) -> list[Edge]:
+          reason: str | None = None, ports: dict[str, int] | None = None) -> list[Edge]:
     """Who talks to whom, and how it went."""
     visited = topology.service(visit)
-    page_host = visited.target if visited.kind == "redirect" and visited.target else visit
+    d = Deployment.plan(topology, ports)
+    page_host = d.landing(visit)
     out: list[Edge] = []
     nav = RED if obs is not None and obs.navigation_error else (GREEN if obs else GREY)
     if visited.kind == "redirect":
         out.append(Edge("browser", visit, "http:// → 308", nav))
     if obs is None or not obs.url.startswith("python"):
         out.append(Edge("browser", page_host, "load the page", nav))
-    page_svc = page_host
-    host = topology.service(page_host)
-    if host.kind in ("proxy", "nginx"):
-        page_svc = next((r.upstream for r in host.routes if r.prefix == "/"), page_host)
-    page = topology.page_for(page_svc) if topology.service(page_svc).kind in ("web", "evil") \
+    page_svc = d.page_service(visit) or page_host
+    page = topology.page_for(page_svc) if topology.service(page_svc).kind in PAGE_KINDS \
         else topology.page
+    socket_url = d.socket_url(page_svc, d.page_origin(visit)) \
+        if topology.service(page_svc).kind in PAGE_KINDS else None
+    ws_scheme = urlsplit(socket_url).scheme if socket_url else "wss"
     steps = obs.steps if obs is not None else {}
     blocked = f" ✗ {reason}" if reason else ""
 
@@ -64,18 +67,16 @@ def edges(topology: Topology, visit: str = "web", obs: Observation | None = None
         if any(s in page.steps for s in API_STEPS):
             out.append(Edge("browser", page_host, "/api (same origin)", _edge_colour(api_states)))
         if any(s in page.steps for s in SOCKET_STEPS):
-            scheme = page.ws_scheme or "wss"
-            out.append(Edge("browser", page_host, f"{scheme}:// /ws", _edge_colour(ws_states)))
+            out.append(Edge("browser", page_host, f"{ws_scheme}:// {page.ws_path}",
+                            _edge_colour(ws_states)))
     else:
         if page.api and any(s in page.steps for s in API_STEPS):
             c = _edge_colour(api_states)
             out.append(Edge("browser", page.api, "fetch /api/…" + (blocked if c == RED else ""), c))
         if page.ws and any(s in page.steps for s in SOCKET_STEPS):
-            ws = topology.service(page.ws)
-            scheme = page.ws_scheme or ("wss" if ws.tls else "ws")
             c = _edge_colour(ws_states)
             out.append(Edge("browser", page.ws,
-                            f"{scheme}:// WebSocket" + (blocked if c == RED else ""), c))
+                            f"{ws_scheme}:// WebSocket" + (blocked if c == RED else ""), c))
         if page.sio and "sio" in page.steps:
             c = _edge_colour(sio_states)
             out.append(Edge("browser", page.sio,
@@ -100,8 +101,10 @@ def _depths(topology: Topology, es: list[Edge]) -> dict[str, int]:
 
 
 def _label(s: Service, ports: dict[str, int]) -> tuple[str, str]:
-    port = ports.get(s.name)
-    where = f"{s.scheme}://{s.host}" + (f":{port}" if port else ":<port>")
+    li = Deployment.plan(Topology(s.name, (s,)), ports).listener(s.name)
+    where = li.ws_url("") if s.kind == "chat" else li.origin
+    if not (ports.get(s.name) or s.port):  # a placeholder: the real port comes at start
+        where = where.removesuffix(f":{li.port}") + ":<port>"
     return where, "; ".join(s.notes())
 
 
@@ -110,7 +113,7 @@ def render(topology: Topology, *, visit: str = "web", ports: dict[str, int] | No
            client: str = "browser") -> str:
     """The topology as an SVG picture (``ports``: service -> real port, when the lab runs)."""
     ports = ports or {}
-    es = edges(topology, visit, obs, reason)
+    es = edges(topology, visit, obs, reason, ports)
     depth = _depths(topology, es)
     cols: dict[int, list[str]] = {}
     for name in ["browser", *[s.name for s in topology.services]]:

@@ -170,7 +170,10 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cert-name", re.compile(r"ERR_CERT_COMMON_NAME_INVALID")),
     ("tls-handshake", re.compile(r"ERR_SSL_PROTOCOL_ERROR|ERR_SSL_VERSION_OR_CIPHER|"
                                  r"ERR_CONNECTION_CLOSED|ERR_EMPTY_RESPONSE|"
-                                 r"ERR_SSL_[A-Z_]+|wrong version number")),
+                                 r"ERR_SSL_[A-Z_]+|wrong version number|"
+                                 # ws:// to a port that expects TLS: the server hangs up on the
+                                 # plain-text request before any handshake response.
+                                 r"Connection closed before receiving a handshake response")),
     ("mixed-content", re.compile(r"^Mixed Content:|insecure WebSocket connection may not be "
                                  r"initiated")),
     ("origin-rejected", re.compile(r"WebSocket connection to .* failed: Error during WebSocket "

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from .policy import Origin
+
 #: RFC 9110 §7.6.1: connection-specific headers a proxy must not forward. Upgrade is handled
 #: separately: the WebSocket relay makes its own handshake upstream.
 HOP_BY_HOP = frozenset({
@@ -107,9 +109,8 @@ def response_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
 
 def redirect_location(host: str, https_port: int, path_qs: str) -> str:
     """Where ``http://host:H/path?q`` is sent: the https origin, path and query kept."""
-    hostpart = f"[{host}]" if ":" in host else host
-    port = "" if https_port == 443 else f":{https_port}"
-    return f"https://{hostpart}{port}{path_qs if path_qs.startswith('/') else '/'}"
+    return str(Origin("https", host.lower(), https_port)) + (
+        path_qs if path_qs.startswith("/") else "/")
 
 
 def host_allowed(host_header: str | None, served: Mapping[str, int] | Sequence[str]) -> bool:

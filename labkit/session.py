@@ -59,8 +59,12 @@ def scenario(name: str) -> Scenario:
     return get(name)
 
 
-def explain(name: str | Scenario) -> Explanation:
-    return _explain(name)
+def explain(what: str | Scenario | Topology | Lab, *, visit: str | None = None,
+            before: tuple[str, ...] | None = None) -> Explanation:
+    """What the browser will do, and why, from the rules alone: for a scenario (or its name), a
+    topology you built (``visit``: whose page the browser opens, default ``web``; ``before``:
+    pages opened first in the same browser, e.g. a victim logging in), or a lab (real ports)."""
+    return _explain(what, visit=visit, before=before)
 
 
 def diagram(what: str | Scenario | Topology, lab: Lab | None = None,

@@ -1,0 +1,76 @@
+"""The configurations the issue named, each run in the real browser: explain must agree with it on
+outcome, reason and whose session the chat server saw (the same topologies are checked without a
+browser in tests/test_deployment.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from test_deployment import _hijack, _proxied, _ws_topo
+
+from labkit import Page, Route, Service, Topology
+from labkit.runner import check
+
+pytestmark = pytest.mark.browser
+
+_WS_TLS = Topology("ws-to-tls", (Service("web", "web", host="app.lab.test", tls=False),
+                                 Service("chat", "chat", host="ws.lab.test")),
+                   page=Page(api=None, ws_scheme="ws", steps=("socket",)))
+_WSS_PLAIN_WS = Topology("wss-to-plain-websockets", (
+    Service("web", "web", host="app.lab.test"), Service("chat", "chat", host="ws.lab.test",
+                                                        tls=False)),
+    page=Page(api=None, ws_scheme="wss", steps=("socket",)))
+_WSS_PLAIN_HTTP = Topology("wss-to-plain-http", (
+    Service("web", "web", host="app.lab.test"), Service("chat", "chat", tls=False),
+    Service("lb", "proxy", host="ws.lab.test", tls=False,
+            routes=(Route("/", "chat", websocket=True),))),
+    page=Page(api=None, ws="lb", ws_scheme="wss", steps=("socket",)))
+_SIO_ROGUE = Topology("sio-rogue", (Service("web", "web", host="app.lab.test"),
+                                    Service("sio", "socketio", host="io.lab.test", cert="rogue",
+                                            origins=("web",))),
+                      page=Page(api=None, ws=None, sio="sio", steps=("sio",)))
+_SIO_PLAIN = Topology("sio-plain", (Service("web", "web", host="app.lab.test"),
+                                    Service("sio", "socketio", host="io.lab.test", tls=False,
+                                            origins=("web",))),
+                      page=Page(api=None, ws=None, sio="sio", steps=("sio",)))
+
+CASES: list[tuple[str, Topology, str, tuple[str, ...], tuple[str, str | None, str | None]]] = [
+    ("hijack-same-site", _hijack(), "evil", ("web",), ("allowed", None, "alice")),
+    ("hijack-cross-site-localhost", _hijack("localhost"), "evil", ("web",),
+     ("allowed", None, None)),
+    ("hijack-http-page", _hijack(evil_tls=False), "evil", ("web",), ("allowed", None, None)),
+    ("hijack-no-victim-login", _hijack(), "evil", (), ("allowed", None, None)),
+    ("ws-to-tls-chat", _WS_TLS, "web", (), ("blocked", "tls-handshake", None)),
+    ("wss-to-plain-websockets", _WSS_PLAIN_WS, "web", (), ("blocked", "tls-handshake", None)),
+    ("wss-to-plain-http", _WSS_PLAIN_HTTP, "web", (), ("blocked", "tls-handshake", None)),
+    ("fixed-port-allow-list", _ws_topo(("https://app.lab.test:31001",)), "web", (),
+     ("allowed", None, None)),
+    ("fixed-port-other-port", _ws_topo(("https://app.lab.test:31002",)), "web", (),
+     ("blocked", "origin-rejected", None)),
+    ("upper-case-host", _ws_topo(("https://APP.lab.test:31001",), web_host="APP.lab.test"),
+     "web", (), ("allowed", None, None)),
+    ("sio-rogue-cert", _SIO_ROGUE, "web", (), ("blocked", "cert-authority", None)),
+    ("sio-plain-from-https", _SIO_PLAIN, "web", (), ("blocked", "mixed-content", None)),
+    ("proxy-ws-route-no-upgrade",
+     _proxied(routes=(Route("/api", "api"), Route("/ws", "chat"), Route("/", "web"))),
+     "proxy", (), ("blocked", "http-error", None)),
+    ("proxy-no-api-route", _proxied(routes=(Route("/ws", "chat", websocket=True),
+                                            Route("/", "web"))),
+     "proxy", (), ("blocked", "http-error", None)),
+    ("redirect-other-host-421", _proxied(redirect_host="www.lab.test"), "redirect", (),
+     ("blocked", "http-error", None)),
+    ("redirect-to-plain-proxy", _proxied(tls=False, redirect_host="app.lab.test"), "redirect",
+     (), ("blocked", "tls-handshake", None)),
+    ("plain-proxy-keeps-login", _proxied(tls=False), "proxy", (), ("allowed", None, "alice")),
+]
+
+
+@pytest.mark.parametrize("name, topo, visit, before, want", CASES, ids=[c[0] for c in CASES])
+def test_explain_agrees_with_the_browser(browser: Any, name: str, topo: Topology, visit: str,
+                                         before: tuple[str, ...],
+                                         want: tuple[str, str | None, str | None]) -> None:
+    a = check(topo, visit, before, browser=browser)
+    e = a.explanation
+    assert a.ok, f"{name}: {a.problems}\n{e}\nconsole: {a.observation.messages()}"
+    assert (e.outcome, e.reason, e.session) == want
