@@ -259,10 +259,12 @@ async def measure(args: argparse.Namespace, echo: Child, proxies: dict[str, Chil
     from labkit.nginx import NginxServer
     from labkit.pki import LabPKI
 
-    nginx = NginxServer(relay_config(echo.info["plain"]), LabPKI().cert("lab"))
+    pki = LabPKI()
+    nginx = NginxServer(relay_config(echo.info["plain"]), pki.cert("lab"))
     sock = bind_loopback("localhost", 0, "nginx")
     nginx_port = sock.getsockname()[1]
-    await nginx.start(sock, None)
+    # The context only says "this listener speaks TLS": nginx reads the certificate files.
+    await nginx.start(sock, pki.server_context("lab"))
     try:
         assert nginx.proc is not None
         me, echo_p = psutil.Process(), psutil.Process(echo.proc.pid)

@@ -297,9 +297,11 @@ class Lab:
         if svc.kind == "proxy":
             return ReverseProxy(self.proxy_config(svc.name))
         if svc.kind == "nginx":
-            redirects = [socks.pop(r.name) for r in self.topology.services
-                         if self._served_by_nginx(r) and r.target == svc.name]
-            return NginxServer(self.proxy_config(svc.name), self._cert(svc), redirects)
+            served = [r for r in self.topology.services
+                      if self._served_by_nginx(r) and r.target == svc.name]
+            return NginxServer(self.proxy_config(svc.name), self._cert(svc),
+                               [socks.pop(r.name) for r in served], ca_pem=self.pki.ca_pem,
+                               redirect_hosts=tuple(d.listener(r.name).host for r in served))
         if svc.kind == "redirect":
             assert svc.target is not None
             return RedirectServer(d.listener(svc.name).host, d.listener(svc.target).port)

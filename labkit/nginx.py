@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from . import system, tempdirs
 from .errors import LabError, PortInUseError
 from .pki import CertFiles
+from .policy import Origin
 from .proxy import ProxyConfig
 
 log = logging.getLogger("labkit.nginx")
@@ -137,7 +138,7 @@ def _headers(indent: str, headers: tuple[tuple[str, str], ...]) -> list[str]:
 
 def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
            redirect_ports: tuple[int, ...] = (), tls: bool = True,
-           ca_pem: Path | str | None = None) -> str:
+           ca_pem: Path | str | None = None, redirect_hosts: tuple[str, ...] = ()) -> str:
     """nginx.conf for ``cfg``: TLS on ``port`` (plain HTTP with ``tls=False``), HTTP->HTTPS
     redirects on ``redirect_ports``. https upstreams are verified against ``ca_pem``."""
     host = cfg.hosts[0]
@@ -179,14 +180,17 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
     ]
     for name, up in sorted(upstreams.items()):
         lines += [f"    upstream {name} {{ server {up.address}; }}"]
-    for rport in redirect_ports:
+    for i, rport in enumerate(redirect_ports):
+        # Each redirect listener sends browsers to the https origin under its own host name,
+        # as labkit's RedirectServer does (a name the proxy does not serve then gets 421).
+        rhost = redirect_hosts[i] if i < len(redirect_hosts) else host
         lines += [
             "",
             "    # Plain HTTP: send every request to the https origin, path and query kept.",
             "    server {",
             f"        listen 127.0.0.1:{rport};",
-            f"        server_name {host};",
-            f"        return 308 https://{host}:{port}$request_uri;",
+            f"        server_name {rhost};",
+            f"        return 308 {Origin('https', rhost, port)}$request_uri;",
             "    }",
         ]
     lines += ["", "    server {"]
@@ -252,8 +256,10 @@ class NginxServer:
 
     def __init__(self, cfg: ProxyConfig, cert: CertFiles,
                  redirect_socks: list[socket.socket] | None = None, *,
-                 ca_pem: Path | str | None = None) -> None:
+                 ca_pem: Path | str | None = None,
+                 redirect_hosts: tuple[str, ...] = ()) -> None:
         self.cfg, self.cert, self.ca_pem = cfg, cert, ca_pem
+        self.redirect_hosts = redirect_hosts
         self.redirect_socks = redirect_socks or []
         self.proc: asyncio.subprocess.Process | None = None
         self.prefix: str | None = None
@@ -276,7 +282,8 @@ class NginxServer:
             # this service has TLS at all (None: a plain-HTTP service).
             self.config_text = render(self.cfg, port=port, cert=self.cert, prefix=prefix,
                                       redirect_ports=redirect_ports,
-                                      tls=ssl_context is not None, ca_pem=self.ca_pem)
+                                      tls=ssl_context is not None, ca_pem=self.ca_pem,
+                                      redirect_hosts=self.redirect_hosts)
         except BaseException:
             shutil.rmtree(prefix, ignore_errors=True)
             for s in [sock, *self.redirect_socks]:

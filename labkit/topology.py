@@ -6,6 +6,7 @@ Validation here is pure (no sockets), so bad input fails before anything is star
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 
@@ -206,6 +207,15 @@ class Topology:
                         f"'{r.upstream}'",
                         "A proxy forwards to servers: route to the service the redirect points "
                         "at.")
+            if s.kind == "nginx":
+                for r in s.routes:
+                    up = self.service(r.upstream)
+                    if up.tls and _is_ip(up.host):
+                        raise TopologyError(
+                            f"nginx '{s.name}' forwards to '{up.name}' over TLS at the IP "
+                            f"address {up.host}",
+                            "nginx verifies an upstream certificate by DNS name only: give "
+                            f"'{up.name}' host='localhost' or a .lab.test name, or tls=False.")
             if s.kind == "nginx" and s.host == "::1":
                 raise TopologyError(f"nginx service '{s.name}' on host ::1",
                                     "labkit runs nginx on 127.0.0.1: use host='localhost', "
@@ -215,7 +225,14 @@ class Topology:
                 raise TopologyError(
                     f"redirect listener '{s.name}' needs tls=False and a target service",
                     f"Set target= to the TLS service it redirects to ({', '.join(names)}).")
-            if self.service(s.target).kind == "redirect":
+            target = self.service(s.target)
+            if target.kind == "nginx" and not target.tls:
+                raise TopologyError(
+                    f"redirect listener '{s.name}' sends browsers to https, but nginx "
+                    f"'{target.name}' has tls=False",
+                    "nginx serves the redirect itself, to its own https listener: give "
+                    f"'{target.name}' tls=True, or drop the redirect listener.")
+            if target.kind == "redirect":
                 raise TopologyError(f"redirect listener '{s.name}' points at another redirect "
                                     f"listener '{s.target}'",
                                     "Point target= at the https service browsers should reach.")
@@ -356,9 +373,20 @@ def _check_types(s: Service) -> None:
                             "Write page=labkit.Page(...).")
     if s.idle_timeout is not None and (isinstance(s.idle_timeout, bool)
                                        or not isinstance(s.idle_timeout, (int, float))
-                                       or s.idle_timeout <= 0):
+                                       or s.idle_timeout < 1):
+        # Below a second the load balancer could cut the page's socket between two of its
+        # steps, and whether it did would depend on the machine's speed, not on a rule.
         raise TopologyError(f"idle_timeout of service '{s.name}' is {s.idle_timeout!r}",
-                            "Write a number of seconds, e.g. idle_timeout=60, or None.")
+                            "Write a number of seconds of at least 1, e.g. idle_timeout=60, "
+                            "or None for no idle timeout.")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _int_hint(v: object) -> str:

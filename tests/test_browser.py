@@ -11,13 +11,23 @@ import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from labkit import CorsPolicy, Lab, LabNotRunningError, Page, Service, Topology, messenger
+from labkit import (
+    CorsPolicy,
+    Lab,
+    LabNotRunningError,
+    Page,
+    Service,
+    Topology,
+    messenger,
+    scenarios,
+)
 from labkit.apps.store import Seen
 from labkit.browser import Browser
 from labkit.observation import Observation
@@ -320,3 +330,57 @@ def test_works_from_async_code(browser: Browser) -> None:
     assert obs.steps["hello"].state == "ok"
     assert obs.verdict().outcome == "allowed"
     assert browser.running
+
+
+# -- an error answer is the observation: no waiting for steps that never run ----------------------
+#: A visit that waited for the page's steps would take the whole timeout (10 s); one that
+#: returns at once takes about a second. The bound, half the timeout, leaves room for slow CI.
+PROMPT = 5.0
+
+
+def proxied(name: str) -> Topology:
+    return replace(scenarios.get("reverse-proxy").topology, name=name)
+
+
+def test_a_proxys_502_returns_at_once_with_its_status(browser: Browser) -> None:
+    with running(proxied("browser-proxy-502"), browser) as lab:
+        # The twin: the backend up, the same visit loads labkit's page and waits for its steps.
+        ok = lab.visit("proxy")
+        assert (ok.status, ok.navigation_error) == (200, None)
+        assert ok.steps and all(s.state == "ok" for s in ok.steps.values()), ok.steps
+        lab.stop_service("web")
+        started = time.monotonic()
+        obs = lab.visit("proxy")
+        took = time.monotonic() - started
+    assert took < PROMPT, f"the visit waited {took:.1f} s for a page that was a 502"
+    assert obs.status == 502
+    assert obs.navigation_error is None  # the status tells the story, not a timeout
+    assert obs.steps == {}
+
+
+def test_a_proxy_asked_for_another_host_returns_at_once_with_421(browser: Browser) -> None:
+    """labkit's proxy serves app.lab.test only; its certificate also covers localhost, so the
+    browser gets as far as the 421 (Misdirected Request)."""
+    with running(proxied("browser-proxy-421"), browser) as lab:
+        url = f"https://localhost:{lab.info('proxy').port}/"
+        started = time.monotonic()
+        obs = lab.browser.visit(url, seen=lab.store)
+        took = time.monotonic() - started
+    assert took < PROMPT, f"the visit waited {took:.1f} s for a page that was a 421"
+    assert (obs.status, obs.navigation_error, obs.steps) == (421, None, {})
+
+
+def test_an_error_answer_before_the_visit_does_not_wait_either(browser: Browser) -> None:
+    """``before`` pages (a victim's page opened first) that are error answers: their steps are
+    empty and the visit goes on at once (it used to time out after 10 s and fail the visit)."""
+    with running(proxied("browser-proxy-before"), browser) as lab:
+        ok = lab.visit("proxy", before=["proxy"])  # the twin: a real page waits for its steps
+        assert ok.before and ok.before[0] and all(
+            s.state == "ok" for s in ok.before[0].values()), ok.before
+        lab.stop_service("web")
+        started = time.monotonic()
+        obs = lab.visit("proxy", before=["proxy"])
+        took = time.monotonic() - started
+    assert took < PROMPT, f"the visit waited {took:.1f} s for pages that were 502s"
+    assert obs.before == [{}]
+    assert (obs.status, obs.navigation_error) == (502, None)

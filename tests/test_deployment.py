@@ -21,13 +21,15 @@ def _ws_topo(origins: tuple[str, ...] | None, web_port: int = 31001,
                     page=Page(api=None, steps=("socket", "chat")))
 
 
-def _proxied(*, tls: bool = True, routes: tuple[Route, ...] = STORY_ROUTES,
+def _proxied(*, tls: bool = True, routes: tuple[Route, ...] = STORY_ROUTES, kind: str = "proxy",
+             backend_tls: bool = False, backend_cert: str = "lab",
              redirect_host: str | None = None, steps: tuple[str, ...] = ("hello", "login",
                                                                           "socket", "chat"),
              ) -> Topology:
-    services = [Service("web", "web", tls=False), Service("api", "api", tls=False),
+    services = [Service("web", "web", tls=backend_tls, cert=backend_cert),
+                Service("api", "api", tls=False),
                 Service("chat", "chat", tls=False, origins=("proxy",)),
-                Service("proxy", "proxy", host="app.lab.test", tls=tls, routes=routes)]
+                Service("proxy", kind, host="app.lab.test", tls=tls, routes=routes)]
     if redirect_host:
         services.append(Service("redirect", "redirect", host=redirect_host, tls=False,
                                 target="proxy"))

@@ -63,6 +63,22 @@ CASES: list[tuple[str, Topology, str, tuple[str, ...], tuple[str, str | None, st
     ("redirect-to-plain-proxy", _proxied(tls=False, redirect_host="app.lab.test"), "redirect",
      (), ("blocked", "tls-handshake", None)),
     ("plain-proxy-keeps-login", _proxied(tls=False), "proxy", (), ("allowed", None, "alice")),
+    ("proxy-rogue-backend-502", _proxied(backend_tls=True, backend_cert="rogue"), "proxy", (),
+     ("blocked", "http-error", None)),
+    # The same through real nginx: one model for both proxies.
+    ("nginx-ws-route-no-upgrade", _proxied(kind="nginx", routes=(
+        Route("/api", "api"), Route("/ws", "chat"), Route("/", "web"))), "proxy", (),
+     ("blocked", "http-error", None)),
+    ("nginx-redirect-other-host-421", _proxied(kind="nginx", redirect_host="www.lab.test"),
+     "redirect", (), ("blocked", "http-error", None)),
+    ("nginx-redirect-same-host", _proxied(kind="nginx", redirect_host="app.lab.test"),
+     "redirect", (), ("allowed", None, "alice")),
+    ("nginx-plain-keeps-login", _proxied(kind="nginx", tls=False), "proxy", (),
+     ("allowed", None, "alice")),
+    ("nginx-tls-backend", _proxied(kind="nginx", backend_tls=True), "proxy", (),
+     ("allowed", None, "alice")),
+    ("nginx-rogue-backend-502", _proxied(kind="nginx", backend_tls=True, backend_cert="rogue"),
+     "proxy", (), ("blocked", "http-error", None)),
 ]
 
 

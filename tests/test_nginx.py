@@ -27,6 +27,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from labkit import Lab, LabPKI, PortInUseError, runtime, scenarios, system
+from labkit.browser import Browser
 from labkit.clients import http_session, ws_connect
 from labkit.lab import bind_loopback
 from labkit.nginx import NginxServer, UpstreamAddressError, UpstreamCAMissingError, render
@@ -433,10 +434,10 @@ def location_block(conf: str, prefix: str) -> str:
 def server_block(conf: str) -> str:
     """The main server block, up to its first location."""
     start = conf.rindex("    server {")
-    return conf[start:conf.index("location", start)]
+    return conf[start:conf.index("\n        location ", start)]
 
 
-def get(url: str, *, ssl_ctx: bool = True) -> tuple[int, dict[str, Any] | str]:
+def get(url: str) -> tuple[int, dict[str, Any] | str]:
     async def go() -> tuple[int, dict[str, Any] | str]:
         async with http_session(LabPKI()) as s:
             async with s.get(url) as r:
@@ -618,3 +619,23 @@ def test_an_https_upstream_is_verified_like_labkits_proxy(cert: str, status: int
         assert "upstream SSL certificate verify error" in errors, errors
     else:
         assert 'upstream SSL certificate does not match "localhost"' in errors, errors
+
+
+# -- the browser in front of nginx ----------------------------------------------------------------
+@pytest.mark.browser
+def test_nginxs_502_for_a_stopped_backend_is_observed_at_once(browser: Browser) -> None:
+    """nginx's own 502 page is not labkit's page: the visit reports the status without waiting
+    out the page's timeout. The twin: with the backend up, the page runs its steps."""
+    lab = Lab(topology("nginx-browser-502"), browser=browser, pki=browser.pki).start()
+    try:
+        ok = lab.visit("proxy")
+        assert (ok.status, ok.navigation_error) == (200, None)
+        assert ok.steps and all(s.state == "ok" for s in ok.steps.values()), ok.steps
+        lab.stop_service("web")
+        started = time.monotonic()
+        obs = lab.visit("proxy")
+        took = time.monotonic() - started
+    finally:
+        lab.stop()
+    assert took < 5.0, f"the visit waited {took:.1f} s for nginx's 502 page"
+    assert (obs.status, obs.navigation_error, obs.steps) == (502, None, {})
