@@ -31,6 +31,13 @@ class Cookie:
     samesite: str = "Lax"
     created: int = 0
 
+    def __str__(self) -> str:
+        attrs = ["Path=/", "HttpOnly", f"SameSite={self.samesite}"]
+        attrs.insert(0, f"Domain={self.domain}" if self.domain else f"host-only ({self.host})")
+        if self.secure:
+            attrs.append("Secure")
+        return f"{self.name} of {self.value}; " + "; ".join(attrs)
+
     def key(self) -> tuple[str, str, bool]:
         # RFC 6265bis §5.7 step 22: name, domain and path identify a cookie (path is always "/").
         return (self.name, self.domain or self.host, self.domain is None)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from . import policy
 from .apps.cors import CorsPolicy, is_preflight, response_headers
-from .cookies import Jar, login_cookie, why_not_stored
+from .cookies import Cookie, Jar, login_cookie, why_not_sent, why_not_stored
 from .deployment import Answer, Deployment
 from .policy import Prediction
 from .scenarios import Scenario, get
@@ -45,12 +45,19 @@ class Explanation:
     #: Who the chat server takes the visited page's last opened socket for (the session cookie
     #: the browser attaches), or None: no cookie, or no socket opened.
     session: str | None = None
+    #: The cookies the browser holds at the end of the visit (from logins, this page's or the
+    #: ``before`` pages'), with their attributes.
+    cookies: tuple[Cookie, ...] = ()
 
     def __str__(self) -> str:
         head = self.outcome + (f" ({self.reason})" if self.reason else "")
         lines = [f"{self.scenario}: {head}" + (f" — {self.rule}" if self.rule else "")]
         lines += [f"  {step}: {p.outcome}{f' ({p.reason})' if p.reason else ''} — {p.rule}"
                   f"{': ' + p.detail if p.detail else ''}" for step, p in self.checks]
+        lines += [f"  cookie: {c}" for c in self.cookies]
+        if any(step == "steal" and p.ok for step, p in self.checks):
+            lines.append(f"  attack: reads the chat history as {self.session}" if self.session
+                         else "  attack: the socket opens as a guest, so there is nothing to read")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -233,7 +240,14 @@ class _Walk:
             return check
         sent = self.jar.sent(page_origin, url)
         self.session = sent[0].value if sent else None
-        return check
+        if sent:
+            why = f"the handshake carries the session cookie of {sent[0].value}"
+        elif self.jar.cookies:
+            why = "no session cookie on the handshake: " + "; ".join(
+                sorted({why_not_sent(c, page_origin, url) or "" for c in self.jar.cookies}))
+        else:
+            why = "no session cookie on the handshake: nothing logged in in this browser"
+        return Prediction(check.outcome, check.reason, check.rule, f"{check.detail}; {why}")
 
     def sio(self, page_origin: str, page_svc: str) -> Prediction:
         d = self.d
@@ -325,10 +339,11 @@ def explain(scenario: Scenario | Topology | str | Any, *, visit: str | None = No
     checks = walk.page(visit or sc.visit)
     decisive = set(sc.decisive) | {"page"}
     first = next((p for step, p in checks if step in decisive and not p.ok), None)
-    session = walk.session
+    session, cookies = walk.session, tuple(walk.jar.cookies)
     if first is not None:
-        return Explanation(sc.name, "blocked", first.reason, sc.rule, tuple(checks), session)
-    return Explanation(sc.name, "allowed", None, sc.rule, tuple(checks), session)
+        return Explanation(sc.name, "blocked", first.reason, sc.rule, tuple(checks), session,
+                           cookies)
+    return Explanation(sc.name, "allowed", None, sc.rule, tuple(checks), session, cookies)
 
 
 def _page_service(topology: Topology, visit: str) -> str | None:
