@@ -433,9 +433,14 @@ VIEWPORT = {"width": 680, "height": 420}
 async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:
     page = await context.new_page()
     try:
-        resp = await page.goto(url, timeout=timeout * 1000)
-        if not _is_error_answer(resp):
-            await page.wait_for_function(_DONE, timeout=timeout * 1000)
+        try:
+            resp = await page.goto(url, timeout=timeout * 1000)
+            if not _is_error_answer(resp):
+                await page.wait_for_function(_DONE, timeout=timeout * 1000)
+        except Exception as e:  # a page visited first that fails (certificate, refused) ran
+            if not context.browser or not context.browser.is_connected():  # no step: say so
+                raise
+            log.info("page visited first failed: %s", _nav_error(str(e)))
         raw = await _safe_eval(page, _READ_STEPS, {})
         return {k: Step(v["state"], v["detail"]) for k, v in raw.items()}
     finally:

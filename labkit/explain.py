@@ -219,6 +219,10 @@ class _Walk:
         if tls is not None and not tls.ok:
             return tls
         if scheme == "ws" and d.listener(entry).tls:
+            if d.listener(entry).kind == "nginx":
+                # nginx answers a plain request on its TLS port instead of hanging up.
+                return _http_error(400, "nginx: the plain HTTP request was sent to HTTPS port",
+                                   websocket=True)
             return Prediction("blocked", "tls-handshake", policy._TLS["tls-handshake"],
                               f"{url} speaks plain HTTP to a port that expects a TLS handshake: "
                               "the server drops the connection")

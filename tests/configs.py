@@ -10,7 +10,9 @@ Most draws have one of the story's plausible shapes (so most are accepted by the
 - ``proxied``  plain backends behind one TLS origin (labkit's proxy or nginx), routes sometimes
                broken, often with a redirect listener in front;
 - ``lb``       the load-balancer shape: one proxy per backend, each with its own certificate;
-- ``sio``      a socket.io server, polling first.
+- ``sio``      a socket.io server, polling first;
+- ``wild``     any mix the validator accepts: proxies with drawn routes, pages calling them
+               directly, redirects to any TLS service, several pages visited first.
 
 Every knob of the public API is drawn somewhere: host families (localhost, 127.0.0.1, ::1,
 ``*.lab.test``, upper-cased names), fixed ports, TLS and certificates, CORS policies (mode, origins
@@ -65,6 +67,10 @@ class Config:
 
     def __str__(self) -> str:
         return f"[{self.shape}] {self.key()}"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        # Hypothesis prints a falsifying example with this: one line, not every default field.
+        p.text(f"<Config {self}>")
 
 
 # -- the stable text form ----------------------------------------------------------------------
@@ -168,12 +174,17 @@ class Draft:
         return Service(self.name, self.kind, host=self.host, port=self.port, **self.kw)
 
 
+#: Fixed ports: 30000-32767, under Linux's ephemeral range (32768-60999). A fixed port inside it
+#: can be held by one of Chromium's client sockets in TIME_WAIT for a minute: PortInUseError.
+FIXED_PORTS = (30000, 32767)
+
+
 def draw_ports(draw: Any, drafts: list[Draft], percent: int = 12) -> None:
-    """Mostly 0 (a free port); sometimes a fixed port in 30000-39999, unique in the topology."""
+    """Mostly 0 (a free port); sometimes a fixed port, unique in the topology."""
     used: set[int] = set()
     for d in drafts:
         if chance(draw, percent):
-            port = draw(st.integers(30000, 39999))
+            port = draw(st.integers(*FIXED_PORTS))
             if port not in used:
                 d.port = port
                 used.add(port)
@@ -205,7 +216,7 @@ def draw_explicit_origin(draw: Any, drafts: list[Draft]) -> str:
     if chance(draw, 10):
         return f"https://{host}"  # default port: names no lab listener
     return _origin_text(weighted(draw, ("https", 4), ("http", 1)), host,
-                        draw(st.integers(30000, 39999)))
+                        draw(st.integers(*FIXED_PORTS)))
 
 
 def draw_allowlist(draw: Any, drafts: list[Draft], primary: str) -> tuple[str, ...]:
@@ -508,8 +519,71 @@ def _sio(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
     return drafts, page, "web", ()
 
 
+def _wild(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
+    """Any mix of services the validator accepts: the combinations no lesson has — a page calling
+    a proxy's /ws route directly, a redirect to a plain server, several pages visited first."""
+    family = weighted(draw, *FAMILIES)
+    plan = _tls_plan(draw)
+    drafts = [Draft("web", "web", draw_host(draw, "web", family), tls=_tls(draw, plan),
+                    cert=draw_cert(draw, 10))]
+    extra = draw(st.lists(st.sampled_from(["api", "chat", "sio", "evil", "proxy", "proxy2"]),
+                          min_size=1, max_size=4, unique=True))
+    for name in ("api", "chat", "sio", "evil"):
+        if name in extra:
+            kind = "socketio" if name == "sio" else name
+            drafts.append(Draft(name, kind, draw_host(draw, name, family), tls=_tls(draw, plan),
+                                cert=draw_cert(draw, 20)))
+    backends = [d.name for d in drafts]
+    for name in ("proxy", "proxy2"):
+        if name in extra:
+            n = draw(st.integers(1, 3))
+            routes = tuple(Route(draw(st.sampled_from(["/", "/api", "/ws"])),
+                                 draw(st.sampled_from(backends)), websocket=chance(draw, 50))
+                           for _ in range(n))
+            routes = tuple({r.prefix: r for r in routes}.values())
+            kind = weighted(draw, ("proxy", 3), ("nginx", 1))
+            host = draw_host(draw, "proxy", weighted(draw, ("lab", 2), ("localhost", 2),
+                                                     ("127.0.0.1", 1)))
+            drafts.append(Draft(name, kind, host, tls=_tls(draw, plan), cert=draw_cert(draw, 20),
+                                routes=routes,
+                                idle_timeout=weighted(draw, (None, 4), (30.0, 1))))
+    if chance(draw, 25):
+        tls_targets = [d.name for d in drafts if d.tls] or [drafts[0].name]
+        target = draw(st.sampled_from(tls_targets))
+        host = next(d.host for d in drafts if d.name == target) if chance(draw, 70) else \
+            draw_host(draw, "web", family)
+        drafts.append(Draft("redirect", "redirect", host, tls=False, target=target))
+    draw_ports(draw, drafts, percent=20)
+    names = [d.name for d in drafts]
+    for d in drafts:
+        if d.kind == "api":
+            d.kw["cors"] = draw_cors(draw, drafts, draw(st.sampled_from(names)))
+        elif d.kind in ("chat", "socketio"):
+            d.kw["origins"] = draw_origins(draw, drafts, draw(st.sampled_from(names)), none=40)
+    proxies = [d.name for d in drafts if d.kind in ("proxy", "nginx")]
+    apis = [d.name for d in drafts if d.kind == "api"] + proxies
+    chats = [d.name for d in drafts if d.kind == "chat"] + proxies
+
+    def page(role: str) -> Page:
+        same = bool(proxies) and chance(draw, 20)
+        return draw_page(draw, api=draw(st.sampled_from([None, *apis])),
+                         ws=draw(st.sampled_from([None, *chats])),
+                         sio="sio" if "sio" in names and chance(draw, 60) else None,
+                         role=role, same_origin=same)
+
+    top = page("web")
+    for d in drafts:
+        if d.kind == "evil" or (d.kind == "web" and chance(draw, 20)):
+            d.kw["page"] = page(d.kind)
+    pages = [d.name for d in drafts if d.kind in ("web", "evil")]
+    visit = draw(st.sampled_from(pages + proxies + [d.name for d in drafts
+                                                    if d.kind == "redirect"]))
+    before = tuple(draw(st.lists(st.sampled_from(pages), max_size=2))) if chance(draw, 30) else ()
+    return drafts, top, visit, before
+
+
 SHAPES = {"trio": (_trio, 7), "hijack": (_hijack, 4), "proxied": (_proxied, 4), "lb": (_lb, 3),
-          "sio": (_sio, 2)}
+          "sio": (_sio, 2), "wild": (_wild, 5)}
 
 
 @st.composite

@@ -90,3 +90,16 @@ def test_explain_agrees_with_the_browser(browser: Any, name: str, topo: Topology
     e = a.explanation
     assert a.ok, f"{name}: {a.problems}\n{e}\nconsole: {a.observation.messages()}"
     assert (e.outcome, e.reason, e.session) == want
+
+
+def test_a_page_visited_first_that_fails_leaves_no_session(browser: Any) -> None:
+    # The victim's page has a certificate for the wrong name: its steps never run, nobody logs
+    # in, and the visit goes on (it used to raise Playwright's error from the first page).
+    topo = _hijack()
+    bad = Topology(topo.name, tuple(Service(s.name, s.kind, host=s.host, cert="wrong-name",
+                                            page=s.page, cors=s.cors)
+                                    if s.name == "web" else s for s in topo.services),
+                   page=topo.page)
+    a = check(bad, "evil", ("web",), browser=browser)
+    assert a.ok, a.problems
+    assert a.observation.before == [{}] and a.explanation.session is None
