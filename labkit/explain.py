@@ -182,7 +182,8 @@ class _Walk:
                 return check
         resp = _http_answer(d, a, method, path, origin, headers)
         if step == "login" and a.service is not None and resp.status == 200:
-            self._set_cookie(page_origin, url, a, page.credentials, same, page.user)
+            # apps/api.py: the user name is stripped and cut at 32 characters.
+            self._set_cookie(page_origin, url, a, page.credentials, same, page.user.strip()[:32])
         if not same:
             cors = policy.cors_check(page_origin, resp.headers, page.credentials)
             if not cors.ok:
@@ -271,10 +272,8 @@ class _Walk:
                     "Access-Control-Allow-Credentials": "true"}
                    if page_origin in allowed else {})
         # socket.io's polling XHR does not send credentials by default (withCredentials: false).
-        check = policy.cors_check(page_origin, headers, "same-origin")
-        if check.ok:
-            self.session = None  # the socket.io handshake carries no session of the chat's
-        return check
+        # (Its WebSocket, once polling works, is socket.io's own: no chat session to count.)
+        return policy.cors_check(page_origin, headers, "same-origin")
 
     # -- a whole page ----------------------------------------------------------------------------
     def page(self, visited: str) -> list[tuple[str, Prediction]]:

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,8 +51,9 @@ class NginxStartError(LabError):
 
 def _location(prefix: str) -> str:
     # A regex location matches "/api" and "/api/..." but not "/apix", like labkit's router.
+    # The prefix is escaped: "/a.b" must not match "/aXb" (a regex dot), as it does not in labkit.
     p = prefix.rstrip("/")
-    return "location / " if p == "" else f"location ~ ^{p}(/|$) "
+    return "location / " if p == "" else f"location ~ ^{re.escape(p)}(/|$) "
 
 
 class UpstreamCAMissingError(LabError, ValueError):

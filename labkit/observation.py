@@ -92,8 +92,10 @@ class Observation:
         """Who the chat server took the visited page's last accepted WebSocket for: the user of
         the session cookie the browser attached to the handshake, or None (no cookie, or no
         socket opened). Server-side truth: the page itself never sees its cookies."""
+        # socket.io's own WebSocket (/socket.io/...) carries no chat session: not counted.
         users = [d["user"] for d in self.seen[self.before_seen:]
-                 if d["kind"] == "ws" and d["status"] == 101]
+                 if d["kind"] == "ws" and d["status"] == 101
+                 and not d["path"].startswith("/socket.io/")]
         return users[-1] if users else None
 
     def verdict(self, decisive: Iterable[str] | None = None) -> Verdict:

@@ -196,6 +196,11 @@ class Topology:
                 raise TopologyError(f"proxy '{s.name}' has no routes",
                                     "Give it routes, e.g. labkit.STORY_ROUTES.")
             for r in s.routes:
+                if not _PREFIX.fullmatch(r.prefix):
+                    raise TopologyError(
+                        f"proxy '{s.name}' has the route prefix {r.prefix!r}",
+                        "Write a path of letters, digits and - _ . ~ /, e.g. Route('/api', "
+                        "'api'): it becomes an nginx location too.")
                 if r.upstream not in names or r.upstream == s.name:
                     raise TopologyError(
                         f"proxy '{s.name}' routes {r.prefix} to '{r.upstream}', which is not "
@@ -325,6 +330,7 @@ class Topology:
 
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+_PREFIX = re.compile(r"/[A-Za-z0-9._~/-]{0,100}")
 
 
 def _is_str_tuple(v: object) -> bool:
