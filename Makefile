@@ -38,7 +38,7 @@ node_modules/.installed: package.json package-lock.json | system
 
 # Re-execute the workshop notebooks and stamp them with this labkit's fingerprint.
 notebooks: setup
-	$(PY) -m labkit.nbtools notebooks/*.ipynb
+	$(PY) -m labkit.notebook.nbtools notebooks/*.ipynb
 
 lint: setup
 	$(VENV)/bin/ruff check labkit tests bench

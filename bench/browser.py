@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["LABKIT_HOME"] = home  # before labkit reads it: the lab CA goes here
 
     from labkit import Lab, LabPKI, messenger, system
-    from labkit.browser import Browser
+    from labkit.observe.browser import Browser
 
     if system.find_browser() is None:
         print(f"no Chromium found; install it with: {system.install_command(['chromium'])}",

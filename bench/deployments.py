@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
     home = tempfile.mkdtemp(prefix="labkit-bench-")
     os.environ["LABKIT_HOME"] = home  # before labkit reads it: the lab CA goes here
-    from labkit import costs, system
+    from labkit import system
+    from labkit.notebook import costs
 
     if system.find_browser() is None:
         print(f"no Chromium found; install it with: {system.install_command(['chromium'])}",

@@ -2,7 +2,8 @@
 
 Draws configurations with the strategy of tests/configs.py (a fixed seed: the same sample every
 run) until it has ``--n`` distinct ones, then explains each, starts it and visits it in one shared
-headless Chromium (``labkit.runner.check``). Prints a line per configuration on stderr, then how
+headless Chromium (``labkit.notebook.runner.check``). Prints a line per configuration on
+stderr, then how
 many agree, the time per configuration, every disagreement in full, grouped classes of them, and
 any exception labkit raised for a configuration its validator accepted. Runs in a throwaway
 LABKIT_HOME. Exits 1 if anything disagreed or crashed.
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     import configs
 
     from labkit import LabError, PortInUseError, runner, system
-    from labkit.browser import Browser
+    from labkit.observe.browser import Browser
 
     if system.find_browser() is None:
         print(f"no Chromium found; install it with: {system.install_command(['chromium'])}",

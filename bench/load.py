@@ -210,7 +210,7 @@ class Load:
         return len(self.members[self.room_of[i]]) * self.m
 
     async def open(self, i: int, gate: asyncio.Semaphore) -> Any:
-        from labkit.clients import ws_connect
+        from labkit.serve.clients import ws_connect
 
         async with gate:
             ws = await ws_connect(self.url, ssl=self.ssl, origin=self.origin, compression=None,
@@ -496,7 +496,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def measure(args: argparse.Namespace, servers: dict[str, Servers]) -> dict[str, list[Run]]:
-    from labkit.pki import LabPKI
+    from labkit.serve.pki import LabPKI
 
     ssl = LabPKI().client_context()  # one context for every client: trusts the lab CA only
     paths = list(servers)
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     # A throwaway lab CA, shared by every `labkit up` (they inherit LABKIT_HOME) and the clients:
     # a participant's real lab state is never touched.
     os.environ["LABKIT_HOME"] = home
-    from labkit.pki import LabPKI
+    from labkit.serve.pki import LabPKI
 
     LabPKI().ensure().cert("lab")  # created once, here, before the servers read it
     servers: dict[str, Servers] = {}

@@ -17,9 +17,9 @@ import time
 
 os.environ.setdefault("LABKIT_HOME", tempfile.mkdtemp(prefix="labkit-bench-"))
 
-from labkit import scenarios  # noqa: E402
-from labkit.browser import Browser  # noqa: E402
-from labkit.runner import tour  # noqa: E402
+from labkit.model import scenarios  # noqa: E402
+from labkit.notebook.runner import tour  # noqa: E402
+from labkit.observe.browser import Browser  # noqa: E402
 
 PROXY_FAMILY = {"reverse-proxy", "reverse-proxy-ws-scheme", "https-redirect", "nginx-proxy",
                 "lb-managed-certs", "lb-managed-certs-no-cors"}

@@ -4,8 +4,8 @@ Three paths to the same echo backend (a small ``websockets`` server), measured s
 run, loopback only, TLS from a throwaway lab CA:
 
 - direct:        client --wss--> echo (TLS on the backend itself);
-- labkit proxy:  client --wss--> labkit.proxy.ReverseProxy --ws--> echo;
-- nginx:         client --wss--> nginx (labkit.nginx.NginxServer, same route) --ws--> echo.
+- labkit proxy:  client --wss--> labkit.serve.proxy.ReverseProxy --ws--> echo;
+- nginx:         client --wss--> nginx (labkit.serve.nginx.NginxServer, same route) --ws--> echo.
 
 Latency: ``--round-trips`` echo round trips on one connection, one message in flight (p50, p99).
 Throughput: ``--clients`` connections, each sending ``--messages`` messages one after the other
@@ -66,7 +66,7 @@ async def serve_echo() -> None:
     from websockets.asyncio.server import ServerConnection, serve
     from websockets.exceptions import ConnectionClosed
 
-    from labkit.pki import LabPKI
+    from labkit.serve.pki import LabPKI
 
     async def echo(ws: ServerConnection) -> None:
         try:
@@ -84,8 +84,8 @@ async def serve_echo() -> None:
 
 
 def relay_config(echo_port: int) -> Any:
-    from labkit.proxy import ProxyConfig
-    from labkit.routing import Route
+    from labkit.model.routing import Route
+    from labkit.serve.proxy import ProxyConfig
 
     return ProxyConfig(name="relay", routes=(Route("/ws", "echo", websocket=True),),
                        upstreams={"echo": f"http://127.0.0.1:{echo_port}"}, hosts=("localhost",))
@@ -98,8 +98,8 @@ def unlimited_proxy(cfg: Any) -> Any:
     until ``connect_timeout`` (5 s) and then gets 502."""
     import aiohttp
 
-    from labkit.clients import LabResolver
-    from labkit.proxy import ReverseProxy
+    from labkit.serve.clients import LabResolver
+    from labkit.serve.proxy import ReverseProxy
 
     class Unlimited(ReverseProxy):
         async def start(self, sock: Any, ssl_context: Any) -> None:
@@ -116,8 +116,8 @@ def unlimited_proxy(cfg: Any) -> Any:
 
 async def serve_proxy(echo_port: int, unlimited: bool) -> None:
     from labkit.lab import bind_loopback
-    from labkit.pki import LabPKI
-    from labkit.proxy import ReverseProxy
+    from labkit.serve.pki import LabPKI
+    from labkit.serve.proxy import ReverseProxy
 
     cfg = relay_config(echo_port)
     proxy = unlimited_proxy(cfg) if unlimited else ReverseProxy(cfg)
@@ -168,7 +168,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def _connect(url: str, deflate: bool) -> Any:
-    from labkit.clients import ws_connect
+    from labkit.serve.clients import ws_connect
 
     return ws_connect(url, host="127.0.0.1", compression="deflate" if deflate else None,
                       max_size=2**20, ping_interval=None)
@@ -256,8 +256,8 @@ async def capacity(url: str, n: int, deflate: bool) -> tuple[int, str | None]:
 async def measure(args: argparse.Namespace, echo: Child, proxies: dict[str, Child]
                   ) -> tuple[dict[str, Result], str]:
     from labkit.lab import bind_loopback
-    from labkit.nginx import NginxServer
-    from labkit.pki import LabPKI
+    from labkit.serve.nginx import NginxServer
+    from labkit.serve.pki import LabPKI
 
     pki = LabPKI()
     nginx = NginxServer(relay_config(echo.info["plain"]), pki.cert("lab"))

@@ -6,8 +6,6 @@ Importing labkit starts nothing: no thread, no socket, no browser.
     labkit.run("cors-port-mismatch")  # a scenario, observed in a real Chromium
 """
 
-from .apps.cors import CorsPolicy
-from .browser import Browser
 from .errors import (
     AssetMissingError,
     CAFileMissingError,
@@ -19,14 +17,16 @@ from .errors import (
     UnknownHostError,
     UnknownScenarioError,
 )
-from .exercises import exercise
 from .lab import Lab, stop_all
-from .observation import Observation
-from .pki import LabPKI
-from .routing import STORY_ROUTES, Route
-from .session import diagram, doctor, explain, reset, run, scenario, tour
-from .topology import Page, Service, Topology, messenger
-from .wire import capture
+from .model.cors import CorsPolicy
+from .model.routing import STORY_ROUTES, Route
+from .model.topology import Page, Service, Topology, messenger
+from .notebook.exercises import exercise
+from .notebook.session import diagram, doctor, explain, reset, run, scenario, tour
+from .notebook.wire import capture
+from .observe.browser import Browser
+from .observe.observation import Observation
+from .serve.pki import LabPKI
 
 __version__ = "0.1.0"
 

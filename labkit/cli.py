@@ -9,10 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
-from . import checkup, scenarios
 from .errors import LabError
 from .lab import Lab
-from .topology import messenger
+from .model import scenarios
+from .model.topology import messenger
+from .notebook import checkup
 
 
 def _ports(values: list[str]) -> dict[str, int]:
@@ -50,8 +51,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_tour(args: argparse.Namespace) -> int:
-    from . import runner
-    from .browser import Browser
+    from .notebook import runner
+    from .observe.browser import Browser
 
     if args.list:
         for name in scenarios.names():

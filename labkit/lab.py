@@ -17,21 +17,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import logs, runtime
-from .apps import api as api_app
-from .apps import web as web_app
-from .apps.chat import ChatServer
-from .apps.store import Store
-from .apps.web import check_socketio_client
-from .browser import Browser
-from .deployment import Deployment
+from . import runtime
 from .errors import LabNotRunningError, PortInUseError, TopologyError
-from .nginx import NginxServer
-from .observation import Observation
-from .pki import CertFiles, LabPKI
-from .proxy import ProxyConfig, RedirectServer, ReverseProxy
-from .serving import AiohttpServer
-from .topology import Service, Topology, messenger
+from .model.deployment import Deployment
+from .model.topology import Service, Topology, messenger
+from .observe.browser import Browser
+from .observe.observation import Observation
+from .serve import logs
+from .serve.apps import api as api_app
+from .serve.apps import web as web_app
+from .serve.apps.chat import ChatServer
+from .serve.apps.store import Store
+from .serve.apps.web import check_socketio_client
+from .serve.nginx import NginxServer
+from .serve.pki import CertFiles, LabPKI
+from .serve.proxy import ProxyConfig, RedirectServer, ReverseProxy
+from .serve.serving import AiohttpServer
 
 _running: dict[str, Lab] = {}
 _running_lock = threading.Lock()
@@ -285,7 +286,9 @@ class Lab:
             return AiohttpServer(web_app.make_app(
                 svc.name, self.store, lambda: self.page_config(svc.name)))
         if svc.kind == "socketio":
-            from .apps import sio as sio_app  # socket.io pulls in requests & co: only when used
+            from .serve.apps import (
+                sio as sio_app,  # socket.io pulls in requests & co: only when used
+            )
 
             return AiohttpServer(sio_app.make_app(svc.name, self.store,
                                                   d.chat_origins(svc.name)))
@@ -440,7 +443,7 @@ class Lab:
         return f"<Lab '{self.topology.name}' running: {urls}>"
 
     def _repr_html_(self) -> str:
-        from .display import lab_html
+        from .notebook.display import lab_html
 
         return lab_html(self)
 

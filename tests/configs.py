@@ -33,7 +33,7 @@ from hypothesis import reject
 from hypothesis import strategies as st
 
 from labkit import CorsPolicy, LabError, Page, Route, Service, Topology
-from labkit.routing import STORY_ROUTES
+from labkit.model.routing import STORY_ROUTES
 
 #: The topology name of every drawn configuration (a Lab stops an older lab of the same name).
 NAME = "explain-prop"

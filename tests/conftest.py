@@ -44,7 +44,7 @@ def browser(lab_home: Path) -> Iterator[object]:
     fresh context, so sharing it leaks nothing between tests). Missing Chromium fails in CI, where
     a skipped browser test would hide exactly the claims the lab makes, and skips elsewhere."""
     from labkit import LabPKI, system
-    from labkit.browser import Browser
+    from labkit.observe.browser import Browser
 
     if system.find_browser() is None:
         cmd = system.install_command(["chromium"])

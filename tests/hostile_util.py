@@ -27,7 +27,7 @@ import aiohttp
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from labkit import Lab
-from labkit.clients import http_session, ws_connect
+from labkit.serve.clients import http_session, ws_connect
 
 #: Exceptions that mean "the server closed or reset the connection" on plain TCP and on TLS.
 GONE = (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError, EOFError)

@@ -28,9 +28,9 @@ from labkit import (
     messenger,
     scenarios,
 )
-from labkit.apps.store import Seen
-from labkit.browser import Browser
-from labkit.observation import Observation
+from labkit.observe.browser import Browser
+from labkit.observe.observation import Observation
+from labkit.serve.apps.store import Seen
 
 pytestmark = pytest.mark.browser
 

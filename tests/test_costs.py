@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from labkit import costs
-from labkit.costs import CostReport, Visit
-from labkit.topology import Page, Service, Topology
+from labkit.model.topology import Page, Service, Topology
+from labkit.notebook import costs
+from labkit.notebook.costs import CostReport, Visit
 
 TOPOLOGIES = {name: topo for name, (topo, _) in costs.deployments().items()}
 

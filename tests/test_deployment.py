@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from labkit import CorsPolicy, LabError, Page, Route, Service, Topology, TopologyError, explain
-from labkit.deployment import Deployment
-from labkit.routing import STORY_ROUTES
+from labkit.model.deployment import Deployment
+from labkit.model.routing import STORY_ROUTES
 
 
 def _ws_topo(origins: tuple[str, ...] | None, web_port: int = 31001,

@@ -10,7 +10,7 @@ import pytest
 from test_deployment import _hijack, _proxied, _ws_topo
 
 from labkit import Page, Route, Service, Topology
-from labkit.runner import check
+from labkit.notebook.runner import check
 
 pytestmark = pytest.mark.browser
 

@@ -17,8 +17,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from labkit import Lab, LabError, messenger, runtime, scenarios
-from labkit.browser import Browser
-from labkit.clients import http_session, ws_connect
+from labkit.observe.browser import Browser
+from labkit.serve.clients import http_session, ws_connect
 
 
 def _joined(lab: Lab, service: str, path: str = "/ws"):  # type: ignore[no-untyped-def]
@@ -151,7 +151,7 @@ def test_stopping_the_lab_sends_the_browser_exactly_one_close_frame() -> None:
     import base64
     import ssl
 
-    from labkit.wire import parse_frames
+    from labkit.notebook.wire import parse_frames
 
     lab = Lab(scenarios.get("reverse-proxy").topology).start()
     try:

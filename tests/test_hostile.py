@@ -56,8 +56,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from labkit import Lab, messenger, scenarios
-from labkit.apps.chat import MAX_MESSAGE
-from labkit.clients import ws_connect
+from labkit.serve.apps.chat import MAX_MESSAGE
+from labkit.serve.clients import ws_connect
 
 KiB, MiB = 1024, 1024 * 1024
 LISTENERS = ("rp-proxy", "rp-web", "rp-api", "rp-chat", "rp-redirect",

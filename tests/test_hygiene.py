@@ -104,7 +104,7 @@ def test_the_lab_state_folder_is_safe_to_delete_at_any_time(fresh_home: Path) ->
     import shutil
 
     from labkit import Lab, messenger
-    from labkit.browser import Browser
+    from labkit.observe.browser import Browser
 
     browser = Browser()
     try:
@@ -122,7 +122,7 @@ def test_the_lab_state_folder_is_safe_to_delete_at_any_time(fresh_home: Path) ->
 def test_no_lab_ca_secret_is_printed_into_a_notebook() -> None:
     import nbformat
 
-    from labkit.pki import LabPKI
+    from labkit.serve.pki import LabPKI
 
     key_lines = {line for line in LabPKI().ensure().dir.joinpath("ca.key").read_text().splitlines()
                  if len(line) > 20}
@@ -137,7 +137,7 @@ def test_temp_folders_of_dead_owners_are_swept() -> None:
     import subprocess
     import sys
 
-    from labkit import tempdirs
+    from labkit.serve import tempdirs
 
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)

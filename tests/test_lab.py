@@ -379,7 +379,7 @@ def test_an_allow_list_entry_that_is_neither_origin_nor_service() -> None:
 
 
 def test_unknown_scenario_lists_the_known_ones() -> None:
-    from labkit import scenarios
+    from labkit.model import scenarios
 
     with pytest.raises(UnknownScenarioError) as err:
         scenarios.get("nope")

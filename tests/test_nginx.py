@@ -27,13 +27,13 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from labkit import Lab, LabPKI, PortInUseError, runtime, scenarios, system
-from labkit.browser import Browser
-from labkit.clients import http_session, ws_connect
 from labkit.lab import bind_loopback
-from labkit.nginx import NginxServer, UpstreamAddressError, UpstreamCAMissingError, render
-from labkit.proxy import ProxyConfig
-from labkit.routing import STORY_ROUTES, Route
-from labkit.serving import AiohttpServer
+from labkit.model.routing import STORY_ROUTES, Route
+from labkit.observe.browser import Browser
+from labkit.serve.clients import http_session, ws_connect
+from labkit.serve.nginx import NginxServer, UpstreamAddressError, UpstreamCAMissingError, render
+from labkit.serve.proxy import ProxyConfig
+from labkit.serve.serving import AiohttpServer
 
 HOST = "app.lab.test"
 
@@ -278,7 +278,7 @@ def test_port_taken_after_labkit_released_it_is_a_port_in_use_error(monkeypatch:
     """labkit reserves nginx's port, then closes its socket just before nginx binds it; if another
     program takes it in that gap, nginx cannot listen. The learner should get the same error as
     for a port that was busy from the start, with nothing left running."""
-    import labkit.nginx as nginx_mod
+    import labkit.serve.nginx as nginx_mod
 
     thief = socket.socket()
     real_exec = asyncio.create_subprocess_exec

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.nbtools import fingerprint
+from labkit.notebook.nbtools import fingerprint
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 EXPECTED = ["00-start-here", "01-websocket-basics", "02-cors-across-ports", "03-ws-vs-wss",

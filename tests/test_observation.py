@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from labkit.observation import (
+from labkit.observe.observation import (
     ConsoleMessage,
     FailedRequest,
     Observation,

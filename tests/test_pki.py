@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from labkit import LabPKI
-from labkit.pki import LEAF_VALIDITY
+from labkit.serve.pki import LEAF_VALIDITY
 
 
 def _first_cert(path: Path) -> x509.Certificate:

@@ -1,4 +1,4 @@
-"""labkit.policy: the browser's rules without a browser.
+"""labkit.model.policy: the browser's rules without a browser.
 
 Cases come from ../shared/BROWSER-FACTS.md (what Chromium 156 did) and ../shared/SCENARIOS.md (the
 catalogue). Each fix is paired with the broken case it fixes.
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit.apps.cors import CorsPolicy, response_headers
 from labkit.errors import InvalidOriginError
-from labkit.policy import (
+from labkit.model.cors import CorsPolicy, response_headers
+from labkit.model.policy import (
     REASONS,
     Origin,
     Prediction,

@@ -25,10 +25,10 @@ from aiohttp import WSMsgType, web
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from labkit import Lab, LabPKI, runtime, scenarios
-from labkit.clients import http_session, ws_connect
 from labkit.lab import bind_loopback
-from labkit.proxy import BACKEND_GONE, ProxyConfig, ReverseProxy
-from labkit.routing import STORY_ROUTES, Route
+from labkit.model.routing import STORY_ROUTES, Route
+from labkit.serve.clients import http_session, ws_connect
+from labkit.serve.proxy import BACKEND_GONE, ProxyConfig, ReverseProxy
 
 MiB = 1024 * 1024
 HOST = "app.lab.test"

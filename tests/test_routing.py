@@ -1,6 +1,6 @@
-"""labkit.routing: the reverse proxy's decisions without I/O (which backend, which headers, where
-the redirect points). labkit's proxy and the nginx renderer share these, so a mistake here is a
-mistake in both deployments the lab shows.
+"""labkit.model.routing: the reverse proxy's decisions without I/O (which backend, which headers,
+where the redirect points). labkit's proxy and the nginx renderer share these, so a mistake here
+is a mistake in both deployments the lab shows.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labkit.routing import (
+from labkit.model.routing import (
     HOP_BY_HOP,
     STORY_ROUTES,
     Route,

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from labkit import scenarios
-from labkit.explain import explain
-from labkit.runner import judge, run_scenario
+from labkit.model import scenarios
+from labkit.model.explain import explain
+from labkit.notebook.runner import judge, run_scenario
 
 #: The rows of SCENARIOS.md: an interface, none may be dropped or renamed.
 SHARED_NAMES = [
@@ -59,7 +59,7 @@ def test_scenario_in_chromium(name: str, browser) -> None:  # type: ignore[no-un
     result = run_scenario(name, browser)
     obs = result.observation
     assert result.ok, f"{name}: {result.problems}\n{json.dumps(obs.normalized(), indent=1)}"
-    # The prediction from labkit.policy agrees with what the browser did.
+    # The prediction from labkit.model.policy agrees with what the browser did.
     e = explain(name)
     assert (e.outcome, e.reason) == (result.verdict.outcome, result.verdict.reason), str(e)
 
@@ -106,7 +106,7 @@ def test_mixed_content_hides_on_localhost(browser) -> None:  # type: ignore[no-u
 
 def test_judge_reports_a_wrong_reason_as_a_mismatch() -> None:
     # A CORS scenario blocked for a certificate reason is a failure, not a pass.
-    from labkit.observation import ConsoleMessage, Observation, Step
+    from labkit.observe.observation import ConsoleMessage, Observation, Step
 
     obs = Observation(
         url="u", final_url="u", redirects=[], navigation_error=None, status=200,
@@ -146,7 +146,7 @@ def test_tour_exits_non_zero_on_a_mismatch(tmp_path) -> None:  # type: ignore[no
     # A scenario whose expectation is wrong must make the tour fail.
     script = (
         "import dataclasses, sys\n"
-        "from labkit import scenarios, cli\n"
+        "from labkit import cli\nfrom labkit.model import scenarios\n"
         "sc = scenarios.get('cors-allow-origin')\n"
         "scenarios.SCENARIOS['cors-allow-origin'] = dataclasses.replace(sc, expected='blocked',"
         " reason='cors')\n"

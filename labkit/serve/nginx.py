@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import system, tempdirs
-from .errors import LabError, PortInUseError
+from .. import system
+from ..errors import LabError, PortInUseError
+from ..model.policy import Origin
+from . import tempdirs
 from .pki import CertFiles
-from .policy import Origin
 from .proxy import ProxyConfig
 
 log = logging.getLogger("labkit.nginx")

@@ -18,12 +18,12 @@ from typing import Any
 import aiohttp
 import websockets
 
-from . import runtime
-from .browser import Browser
-from .clients import http_session, ws_connect
-from .lab import Lab
-from .observation import Observation, Step, Verdict
-from .scenarios import Scenario, get, names
+from .. import runtime
+from ..lab import Lab
+from ..model.scenarios import Scenario, get, names
+from ..observe.browser import Browser
+from ..observe.observation import Observation, Step, Verdict
+from ..serve.clients import http_session, ws_connect
 
 
 @dataclass
@@ -227,7 +227,7 @@ async def acheck(topology: Any, visit: str = "web", before: Sequence[str] = (),
                  browser: Browser | None = None) -> Agreement:
     """Explain ``topology`` visited at ``visit`` (after ``before`` pages in the same browser
     context), then start it and observe it in the real browser; report whether they agree."""
-    from .explain import explain
+    from ..model.explain import explain
 
     expl = explain(topology, visit=visit, before=tuple(before))
     owned = browser is None

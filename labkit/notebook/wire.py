@@ -13,12 +13,12 @@ import html
 import json
 from dataclasses import dataclass, field
 
-from . import runtime
-from .apps.chat import ChatServer
-from .apps.store import Store
-from .clients import http_session, ws_connect
-from .lab import Lab, bind_loopback
-from .pki import LabPKI
+from .. import runtime
+from ..lab import Lab, bind_loopback
+from ..serve.apps.chat import ChatServer
+from ..serve.apps.store import Store
+from ..serve.clients import http_session, ws_connect
+from ..serve.pki import LabPKI
 
 OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
 

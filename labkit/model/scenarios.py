@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .apps.cors import CorsPolicy
-from .errors import UnknownScenarioError
+from ..errors import UnknownScenarioError
+from .cors import CorsPolicy
 from .routing import STORY_ROUTES, Route
 from .topology import Page, Service, Topology
 

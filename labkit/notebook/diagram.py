@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .deployment import Deployment
-from .topology import API_STEPS, PAGE_KINDS, SOCKET_STEPS, Service, Topology
+from ..model.deployment import Deployment
+from ..model.topology import API_STEPS, PAGE_KINDS, SOCKET_STEPS, Service, Topology
 
 if TYPE_CHECKING:
-    from .observation import Observation
+    from ..observe.observation import Observation
 
 GREEN, RED, GREY, INK = "#137333", "#c5221f", "#9aa0a6", "#202124"
 _BOX_W, _BOX_H, _ROW, _GAP = 250, 62, 78, 160

@@ -1,6 +1,6 @@
 """What each deployment of the story costs, measured: ``compare()`` runs the three side by side.
 
-- **direct**: web, api and chat on three TLS ports (:func:`~labkit.topology.messenger`), the API
+- **direct**: web, api and chat on three TLS ports (:func:`~labkit.model.topology.messenger`), the API
   with CORS;
 - **reverse proxy**: one TLS origin in front of plain backends (scenario ``reverse-proxy``);
 - **load balancers**: one load balancer with its own certificate per server (``lb-managed-certs``).
@@ -52,10 +52,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import runtime, scenarios
-from .browser import Browser
-from .lab import Lab
-from .topology import Page, Service, Topology, messenger
+from .. import runtime
+from ..lab import Lab
+from ..model import scenarios
+from ..model.topology import Page, Service, Topology, messenger
+from ..observe.browser import Browser
 
 #: The step whose success means "the first chat message was delivered".
 FIRST_MESSAGE_STEP = "chat"
@@ -398,7 +399,7 @@ async def _fingerprint(lab: Lab, name: str) -> str:
 
 def _measure_memory(topology: Topology, home: str) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", "from labkit.costs import _memory_child; _memory_child()"],
+        [sys.executable, "-c", "from labkit.notebook.costs import _memory_child; _memory_child()"],
         input=pickle.dumps(topology), capture_output=True, timeout=60,
         env=dict(os.environ, LABKIT_HOME=home), check=False)
     if out.returncode != 0:

@@ -2,7 +2,7 @@
 fingerprint of the labkit that produced their outputs. A test refuses notebooks whose stamp is
 stale, so stored outputs always come from the labkit under test.
 
-    python -m labkit.nbtools notebooks/*.ipynb      # what `make notebooks` runs
+    python -m labkit.notebook.nbtools notebooks/*.ipynb      # what `make notebooks` runs
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent  # the whole labkit package
 
 
 def fingerprint() -> str:

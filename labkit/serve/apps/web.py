@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import AssetMissingError
-from ..topology import API_STEPS
+from ...errors import AssetMissingError
+from ...model.topology import API_STEPS
 from .store import Seen, Store
 
 STEP_LABELS = {
@@ -83,7 +83,7 @@ def socketio_client_path() -> Path:
     env = os.environ.get("LABKIT_SOCKETIO_JS")
     if env:
         return Path(env)
-    root = Path(__file__).resolve().parent.parent.parent
+    root = Path(__file__).resolve().parents[3]  # labkit/serve/apps/web.py -> the checkout
     return root / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 
 

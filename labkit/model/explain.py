@@ -5,8 +5,8 @@ load the page (TLS, then the HTTP answer), then each of the page's steps in orde
 through mixed content, TLS, the same-origin test, the preflight and the CORS check (or, for a
 WebSocket, the server's answer and its Origin check) — with the page's cookie jar carried from
 step to step and from the ``before`` pages to the visited one. Addresses come from the one
-:class:`~labkit.deployment.Deployment`; the rules from :mod:`labkit.policy` and
-:mod:`labkit.cookies`. Nothing is started. Tests run every scenario, and hypothesis-drawn
+:class:`~labkit.model.deployment.Deployment`; the rules from :mod:`labkit.model.policy` and
+:mod:`labkit.model.cookies`. Nothing is started. Tests run every scenario, and hypothesis-drawn
 configurations, in Chromium and require the two to agree.
 """
 
@@ -15,19 +15,15 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import policy
-from .apps.cors import CorsPolicy, is_preflight, response_headers
 from .cookies import Cookie, Jar, login_cookie, why_not_sent, why_not_stored
+from .cors import CorsPolicy, is_preflight, response_headers
 from .deployment import Answer, Deployment
 from .policy import Prediction
 from .scenarios import Scenario, get
 from .topology import API_STEPS, PAGE_KINDS, Topology
-
-if TYPE_CHECKING:
-    from .lab import Lab
 
 _HTTP = "RFC 9110 §15: the server answered with an error status"
 _WS_PATHS = ("/ws", "/")  # what labkit's chat server serves (apps/chat.py PATHS)
@@ -300,28 +296,17 @@ class _Walk:
         return checks
 
 
-def _deployment(topology: Topology, lab: Lab | None,
-                ports: Mapping[str, int] | None) -> Deployment:
-    if lab is not None and lab.running:
-        return lab.deployment
-    return Deployment.plan(topology, ports)
-
-
-def explain(scenario: Scenario | Topology | str | Any, *, visit: str | None = None,
+def explain(scenario: Scenario | Topology | str, *, visit: str | None = None,
             before: tuple[str, ...] | None = None, ports: Mapping[str, int] | None = None,
-            ) -> Explanation:
+            deployment: Deployment | None = None) -> Explanation:
     """Predict what the browser does and name the rule, from the rules alone.
 
-    ``scenario``: a scenario (or its name), a :class:`~labkit.topology.Topology` you built, or
-    a :class:`~labkit.lab.Lab` (its real ports are used when it runs). ``visit``: the service
-    whose page the browser opens (default: the scenario's, else ``web``); ``before``: pages
-    opened first in the same browser context (a victim logging in before the attacker's page).
+    ``scenario``: a scenario (or its name) or a :class:`~labkit.model.topology.Topology` you
+    built. ``visit``: the service whose page the browser opens (default: the scenario's, else
+    ``web``); ``before``: pages opened first in the same browser context (a victim logging in
+    before the attacker's page). ``ports`` or a running lab's ``deployment`` give the real ports;
+    otherwise fixed ports are used and the others get placeholders.
     """
-    from .lab import Lab
-
-    lab = scenario if isinstance(scenario, Lab) else None
-    if lab is not None:
-        scenario = lab.topology
     if isinstance(scenario, Topology):
         visit = visit or "web"
         scenario.validate()
@@ -334,7 +319,7 @@ def explain(scenario: Scenario | Topology | str | Any, *, visit: str | None = No
         p = Prediction("allowed", None, "CORS is enforced by browsers only",
                        "a Python client neither sends Origin nor checks CORS headers")
         return Explanation(sc.name, p.outcome, p.reason, sc.rule, (("client", p),))
-    d = _deployment(sc.topology, lab, ports)
+    d = deployment or Deployment.plan(sc.topology, ports)
     walk = _Walk(d)
     for earlier in (before if before is not None else sc.before):
         walk.page(earlier)

@@ -28,8 +28,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .clients import LabResolver
-from .routing import (
+from ..model.routing import (
     Route,
     clean_path,
     host_allowed,
@@ -38,6 +37,7 @@ from .routing import (
     response_headers,
     upstream_headers,
 )
+from .clients import LabResolver
 from .serving import AiohttpServer
 from .splice import BACKEND_GONE as BACKEND_GONE  # re-exported: part of the proxy's contract
 from .splice import Splice, splice_websocket

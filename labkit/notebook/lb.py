@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed
 
-from . import runtime
-from .clients import ws_connect
-from .lab import Lab
-from .routing import Route
-from .topology import Page, Service, Topology
+from .. import runtime
+from ..lab import Lab
+from ..model.routing import Route
+from ..model.topology import Page, Service, Topology
+from ..serve.clients import ws_connect
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .errors import CAFileMissingError
+from ..errors import CAFileMissingError
+from ..model.deployment import LAB_NAMES, WRONG_NAMES
 
 log = logging.getLogger("labkit.pki")
 
@@ -39,20 +40,8 @@ LEAF_VALIDITY = dt.timedelta(days=825)
 LEAF_RENEW_BEFORE = dt.timedelta(days=30)
 MANIFEST_VERSION = 1
 
-#: Every name labkit serves. Explicit lab names as well as the wildcard: a reader of the certificate
-#: sees the story's hosts, and clients that dislike wildcards still match.
-LAB_NAMES: tuple[str, ...] = (
-    "localhost",
-    "127.0.0.1",
-    "::1",
-    "*.lab.test",
-    "app.lab.test",
-    "api.lab.test",
-    "ws.lab.test",
-    "evil.lab.test",
-)
-#: A lab-CA certificate that deliberately does not name the story's hosts (wss-name-mismatch).
-WRONG_NAMES: tuple[str, ...] = ("wrong.lab.test",)
+# The names each certificate covers are part of the deployment model (the browser's view).
+
 
 _CA_FILES = ("ca.pem", "ca.key", "rogue-ca.pem", "rogue-ca.key")
 

@@ -10,8 +10,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 
-from .apps.cors import CorsPolicy
-from .errors import TopologyError
+from ..errors import TopologyError
+from .cors import CorsPolicy
 from .policy import check_lab_host, parse_origin
 from .routing import Route
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .apps.cors import CorsPolicy
-from .routing import Route
+from ..model.cors import CorsPolicy
+from ..model.routing import Route
+from ..model.scenarios import Scenario, _hijack, _ws
+from ..model.topology import Page, Service, Topology
 from .runner import Result
-from .scenarios import Scenario, _hijack, _ws
-from .topology import Page, Service, Topology
 
 
 @dataclass

@@ -27,9 +27,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from . import runtime, system, tempdirs
-from .apps.store import Store
-from .errors import LabError
+from .. import runtime, system
+from ..errors import LabError
+from ..serve import tempdirs
+from ..serve.apps.store import Store
+from ..serve.pki import LabPKI
 from .observation import (
     ConsoleMessage,
     FailedRequest,
@@ -38,7 +40,6 @@ from .observation import (
     SocketEvent,
     Step,
 )
-from .pki import LabPKI
 
 log = logging.getLogger("labkit.browser")
 

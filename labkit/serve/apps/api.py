@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from ..policy import LAB_DOMAIN
-from .cors import CorsPolicy, is_preflight, response_headers
+from ...model.cors import CorsPolicy, is_preflight, response_headers
+from ...model.policy import LAB_DOMAIN
 from .store import ROOMS, SESSION_COOKIE, Seen, Store, forwarded
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -12,8 +12,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from websockets.asyncio.client import connect
 
+from ..model.policy import LAB_DOMAIN
 from .pki import LabPKI
-from .policy import LAB_DOMAIN
 
 
 def is_lab_name(host: str | None) -> bool:

@@ -11,18 +11,18 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .. import runtime
+from ..lab import Lab, stop_all
+from ..model.explain import Explanation
+from ..model.explain import explain as _explain
+from ..model.scenarios import Scenario, get
+from ..model.topology import Topology
+from ..observe.browser import Browser
+from ..serve.pki import default_home
 from . import checkup as _doctor
-from . import runtime
-from .browser import Browser
 from .diagram import Diagram, render
-from .explain import Explanation
-from .explain import explain as _explain
-from .lab import Lab, stop_all
-from .pki import default_home
 from .runner import Result, run_scenario
 from .runner import tour as _tour
-from .scenarios import Scenario, get
-from .topology import Topology
 
 _lock = threading.Lock()
 _browser: Browser | None = None
@@ -64,6 +64,9 @@ def explain(what: str | Scenario | Topology | Lab, *, visit: str | None = None,
     """What the browser will do, and why, from the rules alone: for a scenario (or its name), a
     topology you built (``visit``: whose page the browser opens, default ``web``; ``before``:
     pages opened first in the same browser, e.g. a victim logging in), or a lab (real ports)."""
+    if isinstance(what, Lab):
+        deployment = what.deployment if what.running else None
+        return _explain(what.topology, visit=visit, before=before, deployment=deployment)
     return _explain(what, visit=visit, before=before)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-from .errors import InvalidOriginError, UnknownHostError
+from ..errors import InvalidOriginError, UnknownHostError
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 LAB_DOMAIN = "lab.test"

@@ -140,7 +140,7 @@ class Observation:
         return d
 
     def _repr_html_(self) -> str:
-        from .display import observation_html
+        from ..notebook.display import observation_html
 
         return observation_html(self)
 

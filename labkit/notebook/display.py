@@ -7,8 +7,8 @@ import html
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .lab import Lab
-    from .observation import Observation
+    from ..lab import Lab
+    from ..observe.observation import Observation
 
 _STATE_COLOURS = {"ok": "#137333", "blocked": "#c5221f", "error": "#b06000", "skipped": "#888"}
 

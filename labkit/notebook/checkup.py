@@ -14,8 +14,8 @@ import socket
 import subprocess
 from dataclasses import dataclass
 
-from . import system
-from .pki import LabPKI, default_home
+from .. import system
+from ..serve.pki import LabPKI, default_home
 
 PACKAGES = ("aiohttp", "websockets", "trustme", "playwright", "python-socketio", "jupyterlab",
             "nbval", "pytest")
@@ -83,7 +83,7 @@ def _port_check() -> Check:
 
 
 def _files_check() -> Check:
-    from .runtime import raise_open_files_limit
+    from ..runtime import raise_open_files_limit
 
     soft, hard = raise_open_files_limit()
     if soft == 0:
