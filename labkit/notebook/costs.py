@@ -1,7 +1,7 @@
 """What each deployment of the story costs, measured: ``compare()`` runs the three side by side.
 
-- **direct**: web, api and chat on three TLS ports (:func:`~labkit.model.topology.messenger`), the API
-  with CORS;
+- **direct**: web, api and chat on three TLS ports (:func:`~labkit.model.topology.messenger`),
+  the API with CORS;
 - **reverse proxy**: one TLS origin in front of plain backends (scenario ``reverse-proxy``);
 - **load balancers**: one load balancer with its own certificate per server (``lb-managed-certs``).
 
