@@ -1,8 +1,8 @@
 """The deployment: a topology with its real ports, described once for every view (no I/O).
 
 A :class:`~labkit.model.topology.Topology` says *what* runs; a :class:`Deployment` adds *where*:
-each listener's port, and from it every address the lessons talk about — origins, page and socket URLs
-(ws or wss), which service serves a visited page, allow-lists resolved to origins, a proxy's
+each listener's port, and from it every address the lessons talk about — origins, page and socket
+URLs (ws or wss), which service serves a visited page, allow-lists resolved to origins, a proxy's
 upstreams, the certificate each TLS listener presents, and which service answers a path. `explain`,
 the diagrams, the page's config, labkit's proxy and the nginx config all read this one object, so
 nothing recomputes an origin or a scheme on its own.

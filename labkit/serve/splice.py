@@ -3,8 +3,8 @@
 Copying bytes instead of decoding and re-encoding every frame keeps close codes, reasons, pings and
 fragmentation exactly as the two ends sent them, and costs a fraction of the CPU.
 Two :class:`~labkit.model.frames.FrameCursor`\\ s follow the frame boundaries so the proxy can
-still speak up when it must: 1009 for a frame over the size limit, 1014 toward the browser when the backend
-vanishes, 1001 toward the backend when the browser does.
+still speak up when it must: 1009 for a frame over the size limit, 1014 toward the browser when
+the backend vanishes, 1001 toward the backend when the browser does.
 """
 
 from __future__ import annotations
