@@ -28,7 +28,8 @@ _DONE: dict[str, Any] = {}
 
 
 def _check(cfg: Config, browser: Any) -> Any:
-    from labkit import PortInUseError, runner
+    from labkit import PortInUseError
+    from labkit.notebook import runner
 
     try:
         return runner.check(cfg.topology, cfg.visit, cfg.before, browser=browser)

@@ -16,7 +16,8 @@ import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from labkit import Lab, LabError, messenger, runtime, scenarios
+from labkit import Lab, LabError, messenger, runtime
+from labkit.model import scenarios
 from labkit.observe.browser import Browser
 from labkit.serve.clients import http_session, ws_connect
 

@@ -55,7 +55,8 @@ from hostile_util import (
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from labkit import Lab, messenger, scenarios
+from labkit import Lab, messenger
+from labkit.model import scenarios
 from labkit.serve.apps.chat import MAX_MESSAGE
 from labkit.serve.clients import ws_connect
 

@@ -26,8 +26,9 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from labkit import Lab, LabPKI, PortInUseError, runtime, scenarios, system
+from labkit import Lab, LabPKI, PortInUseError, runtime, system
 from labkit.lab import bind_loopback
+from labkit.model import scenarios
 from labkit.model.routing import STORY_ROUTES, Route
 from labkit.observe.browser import Browser
 from labkit.serve.clients import http_session, ws_connect

@@ -24,8 +24,9 @@ import pytest
 from aiohttp import WSMsgType, web
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from labkit import Lab, LabPKI, runtime, scenarios
+from labkit import Lab, LabPKI, runtime
 from labkit.lab import bind_loopback
+from labkit.model import scenarios
 from labkit.model.routing import STORY_ROUTES, Route
 from labkit.serve.clients import http_session, ws_connect
 from labkit.serve.proxy import BACKEND_GONE, ProxyConfig, ReverseProxy

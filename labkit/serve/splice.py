@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -30,31 +31,56 @@ log = logging.getLogger("labkit.proxy")
 BACKEND_GONE = 1014
 _KEEP = ("sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions")
 _HIGH_WATER = 1024 * 1024
+_MAX_HEAD = 64 * 1024  # a handshake answer longer than this is not one
 
 
 class _Upstream(asyncio.Protocol):
-    """The backend connection. Reads its handshake answer, then hands every byte straight to the
-    splice from ``data_received`` — no reader task in between, so no extra loop turn."""
+    """The backend connection. Its handshake answer is parsed by h11 (a real HTTP/1.1 parser:
+    status line, headers, limits, and the bytes that arrive right behind a 101); after that every
+    byte goes straight to the splice from ``data_received`` — no reader task in between, so no
+    extra loop turn."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.head: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.head: asyncio.Future[tuple[int, list[tuple[str, str]]]] = \
+            asyncio.get_running_loop().create_future()
+        self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
         self.buf = b""
         self.splice: Splice | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
+    def send_handshake(self, request: h11.Request) -> None:
+        assert self.transport is not None
+        self.transport.write(self.http.send(request) or b"")
+
     def data_received(self, data: bytes) -> None:
         if self.splice is not None:
             self.splice.from_backend(data)
             return
-        self.buf += data
-        if b"\r\n\r\n" in self.buf and not self.head.done():
-            head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-            self.head.set_result(head)
-        elif len(self.buf) > 64 * 1024 and not self.head.done():
-            self.head.set_exception(ValueError("handshake answer too long"))
+        if self.head.done():
+            self.buf += data  # frames behind the 101, before the splice is attached
+            return
+        self.http.receive_data(data)
+        try:
+            while True:
+                event = self.http.next_event()
+                if event is h11.NEED_DATA:
+                    return
+                if isinstance(event, h11.InformationalResponse) and event.status_code != 101:
+                    continue  # 100 Continue and friends: the real answer follows
+                if isinstance(event, (h11.InformationalResponse, h11.Response)):
+                    headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                               for k, v in event.headers if k.decode("latin-1") in _KEEP]
+                    if event.status_code == 101:
+                        # h11 hands back what followed the 101: the first frames, if any.
+                        self.buf = self.http.trailing_data[0]
+                    self.head.set_result((event.status_code, headers))
+                    return
+                raise h11.RemoteProtocolError(f"unexpected {type(event).__name__}")
+        except h11.RemoteProtocolError as e:
+            self.head.set_exception(ValueError(f"a broken handshake answer: {e}"))
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -89,6 +115,10 @@ class Splice:
         self.done = asyncio.get_running_loop().create_future()
         self.discarding = False
         self.said_close = False  # the proxy sent the browser a close frame of its own
+        # Tasks and timers this splice starts are its own: cancelled when it ends (an asyncio
+        # task nothing refers to can be garbage-collected mid-flight).
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.timers: list[asyncio.TimerHandle] = []
 
     # aiohttp hands every byte the browser sends after the upgrade to its "payload parser":
     # this object, installed with set_parser() as aiohttp's own WebSocketResponse does.
@@ -108,7 +138,7 @@ class Splice:
             self.discarding = True
             self.up_cursor.limit = None
             self.up_cursor.feed(data[cut:])
-            asyncio.get_running_loop().call_later(2.0, self._finish)
+            self.timers.append(asyncio.get_running_loop().call_later(2.0, self._finish))
             return False, b""
         self._write_up(data)
         if self.up.get_write_buffer_size() > _HIGH_WATER:
@@ -152,7 +182,9 @@ class Splice:
             if not reading.is_closing():
                 reading.resume_reading()  # type: ignore[attr-defined]
 
-        asyncio.ensure_future(resume())
+        task = asyncio.ensure_future(resume())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def watch_idle(self) -> None:
         assert self.idle_timeout
@@ -186,6 +218,15 @@ class Splice:
         if not self.done.done():
             self.done.set_result(None)
 
+    async def aclose(self) -> None:
+        """Cancel what this splice started and wait for it."""
+        for t in self.timers:
+            t.cancel()
+        tasks, self.tasks = list(self.tasks), set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
 
 async def splice_websocket(request: web.Request, *, upstream: str, name: str,
                            upstream_ssl: ssl.SSLContext | None, proto: str,
@@ -206,9 +247,9 @@ async def splice_websocket(request: web.Request, *, upstream: str, name: str,
         return refuse(502, f"502 Bad Gateway: the {name} server is not answering "
                            f"({type(e).__name__})")
     try:
-        transport.write(_handshake(request, proto))
-        status, headers = _answer(await asyncio.wait_for(upstream_proto.head, connect_timeout))
-    except (OSError, asyncio.TimeoutError, ValueError, IndexError) as e:
+        upstream_proto.send_handshake(_handshake(request, proto))
+        status, headers = await asyncio.wait_for(upstream_proto.head, connect_timeout)
+    except (OSError, asyncio.TimeoutError, ValueError, h11.LocalProtocolError) as e:
         transport.close()
         return refuse(502, f"502 Bad Gateway: the {name} server broke the handshake "
                            f"({type(e).__name__})")
@@ -225,14 +266,14 @@ async def splice_websocket(request: web.Request, *, upstream: str, name: str,
     request.protocol.set_parser(splice)  # type: ignore[arg-type]
     upstream_proto.attach(splice)
     track(None, splice)
-    idle = asyncio.ensure_future(splice.watch_idle()) if idle_timeout else None
+    if idle_timeout:
+        idle = asyncio.ensure_future(splice.watch_idle())
+        splice.tasks.add(idle)
     try:
         await splice.done
         await asyncio.sleep(0.05)  # let a close frame in flight get through
     finally:
-        if idle is not None:
-            idle.cancel()
-            await asyncio.gather(idle, return_exceptions=True)
+        await splice.aclose()
         track(splice, splice)
         transport.close()
         if not splice.down.is_closing():
@@ -240,7 +281,7 @@ async def splice_websocket(request: web.Request, *, upstream: str, name: str,
     return resp
 
 
-def _handshake(request: web.Request, proto: str) -> bytes:
+def _handshake(request: web.Request, proto: str) -> h11.Request:
     """The browser's opening handshake for the backend: its key, version and protocols kept,
     forwarded headers added."""
     headers = upstream_headers(request.headers.items(), host=request.host,
@@ -249,19 +290,7 @@ def _handshake(request: web.Request, proto: str) -> bytes:
     # not its message size, and the proxy's message limit could not be enforced.
     ws = [(k, v) for k, v in request.headers.items()
           if k.lower().startswith("sec-websocket-") and k.lower() != "sec-websocket-extensions"]
-    lines = [f"GET {request.raw_path} HTTP/1.1",
-             *(f"{k}: {v}" for k, v in [*headers, ("Upgrade", "websocket"),
-                                       ("Connection", "Upgrade"), *ws])]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _answer(raw: bytes) -> tuple[int, list[tuple[str, str]]]:
-    """The backend's status, and the handshake headers to pass back to the browser."""
-    status_line, *rest = raw.decode("latin-1").split("\r\n")
-    status = int(status_line.split(" ", 2)[1])
-    keep = []
-    for line in rest:
-        k, _, v = line.partition(":")
-        if k.strip().lower() in _KEEP:
-            keep.append((k.strip(), v.strip()))
-    return status, keep
+    # Header values travel as the bytes the browser sent (aiohttp decoded them as UTF-8).
+    return h11.Request(method="GET", target=request.raw_path.encode(), headers=[
+        (k.encode("latin-1"), v.encode("utf-8", "surrogateescape"))
+        for k, v in [*headers, ("Upgrade", "websocket"), ("Connection", "Upgrade"), *ws]])
