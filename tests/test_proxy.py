@@ -628,3 +628,45 @@ def test_lb_idle_timeout_drops_a_silent_websocket_but_not_a_pinging_one() -> Non
         assert 0.8 <= elapsed < 3.0, elapsed
         assert code == 1006  # dropped like a cloud LB does: no close frame
         assert kind == "history"
+
+
+@pytest.mark.parametrize("answer, status", [
+    (b"HTTP/1.1 banana\r\n\r\n", 502),  # not a status line: h11 refuses it
+    (b"HTTP/1.1 101 Switching Protocols\r\nX: " + b"a" * 70000, 502),  # a head that never ends
+    (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", 403),  # twin: a real refusal
+])
+def test_a_backend_handshake_answer_is_parsed_not_sliced(answer: bytes, status: int) -> None:
+    """The splice reads the backend's answer with h11: garbage or an endless head is a 502, a
+    well-formed refusal passes through with its status."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()
+
+    async def start() -> asyncio.base_events.Server:
+        return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+    server = runtime.run(start())
+    upstream = f"http://localhost:{server.sockets[0].getsockname()[1]}"
+    pki = LabPKI().ensure()
+    routes = (Route("/ws", "chat", websocket=True),)
+    proxy = ReverseProxy(ProxyConfig(name="raw", routes=routes, hosts=(HOST,),
+                                     upstreams={"chat": upstream}))
+    sock = bind_loopback("127.0.0.1", 0, "proxy")
+    port = sock.getsockname()[1]
+    try:
+        runtime.run(proxy.start(sock, pki.server_context("lab")))
+
+        async def go() -> int:
+            try:
+                async with ws_connect(f"wss://{HOST}:{port}/ws", pki):
+                    return 101
+            except InvalidStatus as e:
+                return e.response.status_code
+
+        assert asyncio.run(go()) == status
+    finally:
+        runtime.run(proxy.stop())
+        server.close()

@@ -2,71 +2,25 @@
 the chat server, and a decoder for the WebSocket frames it saw.
 
 Why ws:// is plain text is shown, not told: the same chat message captured over ws:// (readable)
-and over wss:// (TLS records, unreadable). The frame decoder is written out here rather than taken
-from websockets' sans-I/O parser because the notebook shows each header field (RFC 6455 §5.2).
+and over wss:// (TLS records, unreadable). Frames are decoded by labkit.model.frames, the parser
+the proxy uses too, written out rather than taken from websockets' sans-I/O parser because the
+notebook shows each header field (RFC 6455 §5.2).
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 from dataclasses import dataclass, field
 
 from .. import runtime
 from ..lab import Lab, bind_loopback
+from ..model.frames import Frame, parse_frames
 from ..serve.apps.chat import ChatServer
 from ..serve.apps.store import Store
 from ..serve.clients import http_session, ws_connect
 from ..serve.pki import LabPKI
-
-OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
-
-
-@dataclass(frozen=True)
-class Frame:
-    fin: bool
-    opcode: int
-    masked: bool
-    length: int
-    payload: bytes  # unmasked
-
-    @property
-    def kind(self) -> str:
-        return OPCODES.get(self.opcode, f"opcode {self.opcode}")
-
-    def __str__(self) -> str:
-        if self.opcode == 8 and len(self.payload) >= 2:
-            reason = self.payload[2:].decode("utf-8", "replace")
-            body = f"close code {int.from_bytes(self.payload[:2], 'big')} {reason}".rstrip()
-        else:
-            body = self.payload[:80].decode("utf-8", "replace")
-        return (f"FIN={int(self.fin)} opcode={self.opcode} ({self.kind}) MASK={int(self.masked)} "
-                f"len={self.length}: {body}")
-
-
-def parse_frames(data: bytes) -> list[Frame]:
-    """Decode consecutive WebSocket frames (RFC 6455 §5.2); stops at an incomplete one."""
-    frames, i = [], 0
-    while i + 2 <= len(data):
-        b0, b1 = data[i], data[i + 1]
-        fin, opcode, masked, n = bool(b0 & 0x80), b0 & 0x0F, bool(b1 & 0x80), b1 & 0x7F
-        j = i + 2
-        if n == 126:
-            n, j = int.from_bytes(data[j:j + 2], "big"), j + 2
-        elif n == 127:
-            n, j = int.from_bytes(data[j:j + 8], "big"), j + 8
-        key = data[j:j + 4] if masked else b""
-        j += len(key)
-        if j + n > len(data):
-            break
-        raw = data[j:j + n]
-        # Client-to-server frames are masked (§5.3) — against cache poisoning, not eavesdroppers:
-        # the key travels right in front of the payload.
-        payload = bytes(b ^ key[k % 4] for k, b in enumerate(raw)) if masked else raw
-        frames.append(Frame(fin, opcode, masked, n, payload))
-        i = j + n
-    return frames
+from . import display
 
 
 @dataclass
@@ -108,13 +62,7 @@ class Capture:
                 f"message {'READABLE' if self.readable else 'not readable'}>")
 
     def _repr_html_(self) -> str:
-        colour = "#c5221f" if self.readable else "#137333"
-        verdict = ("an eavesdropper reads the message" if self.readable
-                   else "an eavesdropper sees only TLS records")
-        return (f"<p><b>{self.scheme}://</b> — {len(self.to_server)} bytes to the server, "
-                f"{len(self.to_client)} back — <b style='color:{colour}'>{verdict}</b></p>"
-                f"<pre style='white-space:pre-wrap;font-size:11px'>"
-                f"{html.escape(self.dump())}</pre>")
+        return display.capture_html(self)
 
 
 class _Tap:
