@@ -12,7 +12,6 @@ configurations, in Chromium and require the two to agree.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -55,9 +54,6 @@ class Explanation:
             lines.append(f"  attack: reads the chat history as {self.session}" if self.session
                          else "  attack: the socket opens as a guest, so there is nothing to read")
         return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + html.escape(str(self)) + "</pre>"
 
 
 def _allow(rule: str, detail: str) -> Prediction:

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from ..errors import InvalidOriginError, UnknownHostError
@@ -20,9 +20,12 @@ from ..errors import InvalidOriginError, UnknownHostError
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 LAB_DOMAIN = "lab.test"
 #: Why a check blocked. An interface: the browser-observation classifier uses the same strings.
-REASONS = ("cors", "cors-preflight", "cors-credentials", "mixed-content", "cert-authority",
-           "cert-name", "tls-handshake", "origin-rejected", "http-error")
-CREDENTIALS_MODES = ("omit", "same-origin", "include")
+Reason = Literal["cors", "cors-preflight", "cors-credentials", "mixed-content", "cert-authority",
+           "cert-name", "tls-handshake", "origin-rejected", "http-error"]
+REASONS: tuple[Reason, ...] = get_args(Reason)
+Outcome = Literal["allowed", "blocked"]
+Credentials = Literal["omit", "same-origin", "include"]
+CREDENTIALS_MODES: tuple[Credentials, ...] = get_args(Credentials)
 SAFELISTED_METHODS = ("GET", "HEAD", "POST")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # URL Standard "forbidden domain code point" (':' too: a colon only appears in an IPv6 host)
@@ -50,8 +53,8 @@ class Prediction:
     ``rule`` cites the spec; ``detail`` explains, in Chromium's words when the outcome is blocked.
     """
 
-    outcome: Literal["allowed", "blocked"]
-    reason: str | None
+    outcome: Outcome
+    reason: Reason | None
     rule: str
     detail: str
 
@@ -71,7 +74,7 @@ def _allow(rule: str, detail: str) -> Prediction:
     return Prediction("allowed", None, rule, detail)
 
 
-def _block(reason: str, rule: str, detail: str) -> Prediction:
+def _block(reason: Reason, rule: str, detail: str) -> Prediction:
     return Prediction("blocked", reason, rule, detail)
 
 
@@ -360,7 +363,8 @@ def preflight_check(request_origin: str | Origin, method: str, request_headers: 
     """
     access = cors_check(request_origin, preflight_headers, credentials_mode)
     if not access.ok:  # a credentials failure keeps its reason: Chromium's text names credentials
-        reason = "cors-credentials" if access.reason == "cors-credentials" else "cors-preflight"
+        reason: Reason = ("cors-credentials" if access.reason == "cors-credentials"
+                          else "cors-preflight")
         return _block(reason, _PRE, _PREFLIGHT + access.detail)
     if not 200 <= status <= 299:
         return _block("cors-preflight", _PRE, _PREFLIGHT + "It does not have HTTP ok status.")

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from ..errors import UnknownScenarioError
 from .cors import CorsPolicy
+from .policy import Credentials
 from .routing import STORY_ROUTES, Route
-from .topology import Page, Service, Topology
+from .topology import Kind, Page, Service, Topology, WsScheme
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,6 @@ class Scenario:
         reason = f" ({self.reason})" if self.reason else ""
         return f"<Scenario {self.name}: {self.expected}{reason}>"
 
-    def _repr_html_(self) -> str:
-        import html
-
-        exp = self.expected + (f" ({self.reason})" if self.reason else "")
-        return (f"<b>{html.escape(self.name)}</b> — expected <b>{html.escape(exp)}</b>"
-                f"<br><i>{html.escape(self.rule)}</i><br>{html.escape(self.explanation)}")
-
 
 # -- topology builders: hosts are localhost for the CORS family, *.lab.test where names matter --
 def _trio(name: str, *, page: Page, cors: CorsPolicy | None = None, web_host: str = "localhost",
@@ -68,7 +62,7 @@ def _trio(name: str, *, page: Page, cors: CorsPolicy | None = None, web_host: st
                     services=tuple(services) + extra, page=page)
 
 
-def _cors(name: str, cors: CorsPolicy, steps: tuple[str, ...], credentials: str = "omit"
+def _cors(name: str, cors: CorsPolicy, steps: tuple[str, ...], credentials: Credentials = "omit"
           ) -> Topology:
     return _trio(name, cors=cors, page=Page(ws=None, steps=steps, credentials=credentials))
 
@@ -77,7 +71,8 @@ _WEB = ("web",)
 _ALLOW_WEB = CorsPolicy("allowlist", _WEB)
 
 
-def _ws(name: str, chat: Service, ws_scheme: str | None = None, web_host: str = "app.lab.test"
+def _ws(name: str, chat: Service, ws_scheme: WsScheme | None = None,
+        web_host: str = "app.lab.test"
         ) -> Topology:
     return _trio(name, web_host=web_host, chat=chat,
                  page=Page(api=None, ws="chat", ws_scheme=ws_scheme, steps=("socket", "chat")))
@@ -99,7 +94,7 @@ def _hijack(name: str, origins: tuple[str, ...] | None) -> Topology:
     )
 
 
-def _proxied(name: str, *, kind: str = "proxy", ws_scheme: str | None = None) -> Topology:
+def _proxied(name: str, *, kind: Kind = "proxy", ws_scheme: WsScheme | None = None) -> Topology:
     """The long-term fix: plain backends with no CORS anywhere, one TLS origin in front.
     The chat server still checks Origin — against the proxy's origin, which the proxy forwards."""
     return Topology(

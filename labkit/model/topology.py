@@ -9,14 +9,18 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 from ..errors import TopologyError
 from .cors import CorsPolicy
-from .policy import check_lab_host, parse_origin
+from .policy import Credentials, check_lab_host, parse_origin
 from .routing import Route
 
-KINDS = ("web", "api", "chat", "evil", "socketio", "proxy", "nginx", "redirect")
-CERTS = ("lab", "rogue", "wrong-name", "own")
+Kind = Literal["web", "api", "chat", "evil", "socketio", "proxy", "nginx", "redirect"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+Cert = Literal["lab", "rogue", "wrong-name", "own"]
+WsScheme = Literal["ws", "wss"]
+CERTS: tuple[Cert, ...] = get_args(Cert)
 #: The page's API steps: the request each makes — method, the headers its script sets, path.
 API_STEPS: dict[str, tuple[str, dict[str, str], str]] = {
     "hello": ("GET", {}, "/api/hello"),
@@ -49,10 +53,10 @@ class Page:
     sio: str | None = None
     #: Call the API and chat on the page's own origin (behind a reverse proxy): relative URLs.
     same_origin: bool = False
-    ws_scheme: str | None = None
+    ws_scheme: WsScheme | None = None
     ws_path: str = "/ws"
     steps: tuple[str, ...] = ("hello", "login", "rooms", "socket", "chat")
-    credentials: str = "omit"
+    credentials: Credentials = "omit"
     user: str = "alice"
     room: str = "general"
 
@@ -68,11 +72,11 @@ class Service:
     """
 
     name: str
-    kind: str
+    kind: Kind
     host: str = "localhost"
     port: int = 0
     tls: bool = True
-    cert: str = "lab"
+    cert: Cert = "lab"
     cors: CorsPolicy = field(default_factory=CorsPolicy)
     origins: tuple[str, ...] | None = None
     #: For page servers (web, evil): what this page does; None means the topology's page.

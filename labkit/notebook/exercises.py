@@ -7,7 +7,6 @@ notebook's sight, and ``check_reference()`` proves it passes without printing it
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +14,8 @@ from typing import Any
 from ..model.cors import CorsPolicy
 from ..model.routing import Route
 from ..model.scenarios import Scenario, _hijack, _ws
-from ..model.topology import Page, Service, Topology
+from ..model.topology import Page, Service, Topology, WsScheme
+from . import display
 from .runner import Result
 
 
@@ -29,8 +29,7 @@ class Check:
         return ("✅ fixed: " if self.passed else "❌ not yet: ") + self.summary
 
     def _repr_html_(self) -> str:
-        colour = "#137333" if self.passed else "#c5221f"
-        return (f"<p style='color:{colour};font-weight:600'>{html.escape(repr(self))}</p>")
+        return display.check_html(self)
 
 
 @dataclass
@@ -47,8 +46,7 @@ class Exercise:
         return f"Exercise {self.name}: {self.task}\nChange: {self.settings}"
 
     def _repr_html_(self) -> str:
-        return (f"<p><b>Exercise {html.escape(self.name)}</b>: {html.escape(self.task)}</p>"
-                f"<p>Change: <code>{html.escape(self.settings)}</code></p>")
+        return display.exercise_html(self)
 
     def check(self, **settings: Any) -> Check:
         """Build the deployment from your settings, run it in the real browser, judge it."""
@@ -111,7 +109,7 @@ def _origin_ex(chat_origins: tuple[str, ...] | None) -> list[Scenario]:
                     before=("web",), before_ok=("login", "chat"))]
 
 
-def _wss_ex(chat_tls: bool, ws_scheme: str) -> list[Scenario]:
+def _wss_ex(chat_tls: bool, ws_scheme: WsScheme) -> list[Scenario]:
     topo = _ws("ex-wss", Service("chat", "chat", host="ws.lab.test", tls=chat_tls),
                ws_scheme=ws_scheme)
     return [_expect("ex-wss", topo, "allowed", None, ("socket", "chat"))]

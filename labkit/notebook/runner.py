@@ -7,7 +7,6 @@ A CORS scenario blocked for a certificate reason is a failure, not a pass.
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +23,7 @@ from ..model.scenarios import Scenario, get, names
 from ..observe.browser import Browser
 from ..observe.observation import Observation, Step, Verdict
 from ..serve.clients import http_session, ws_connect
+from . import display
 
 
 @dataclass
@@ -58,12 +58,7 @@ class Result:
         return f"<Result {self.name}: observed {self.verdict} — {mark}>"
 
     def _repr_html_(self) -> str:
-        colour = "#137333" if self.ok else "#c5221f"
-        head = (f"<p><b>{html.escape(self.name)}</b>: expected "
-                f"<b>{html.escape(self.scenario.expected)}</b>, the browser showed "
-                f"<b style='color:{colour}'>{html.escape(str(self.verdict))}</b>"
-                f" — <i>{html.escape(self.scenario.rule)}</i></p>")
-        return head + self.observation._repr_html_()
+        return display.result_html(self)
 
 
 def judge(scenario: Scenario, obs: Observation, counter: int | None = None) -> Result:
@@ -82,7 +77,7 @@ def judge(scenario: Scenario, obs: Observation, counter: int | None = None) -> R
     if scenario.side_effect and not counter:
         problems.append("the API's counter did not move: the side effect was not shown")
     for i, steps in enumerate(obs.before or ([{}] if scenario.before_ok else [])):
-        bad = [s for s in scenario.before_ok if steps.get(s, Step("missing", "")).state != "ok"]
+        bad = [s for s in scenario.before_ok if s not in steps or steps[s].state != "ok"]
         if bad:
             problems.append(f"the page visited first ({scenario.before[i]}) failed at {bad}")
     return Result(scenario, obs, verdict, problems, counter)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from ..model.policy import Outcome, Reason
 
 
 @dataclass(frozen=True)
@@ -40,16 +42,20 @@ class SocketEvent:
     error: str | None
 
 
+#: What the page shows for a step (labkit/serve/static/app.js): the states it can be in.
+StepState = Literal["pending", "running", "ok", "blocked", "error", "skipped"]
+
+
 @dataclass(frozen=True)
 class Step:
-    state: str
+    state: StepState
     detail: str
 
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: str  # "allowed" | "blocked"
-    reason: str | None  # one of policy.REASONS when blocked
+    outcome: Outcome
+    reason: Reason | None  # one of policy.REASONS when blocked
     evidence: str = ""  # the browser's own words that decided it
 
     def __str__(self) -> str:
@@ -139,11 +145,6 @@ class Observation:
         d["verdict"] = str(self.verdict())
         return d
 
-    def _repr_html_(self) -> str:
-        from ..notebook.display import observation_html
-
-        return observation_html(self)
-
     def __repr__(self) -> str:
         steps = ", ".join(f"{k}={v.state}" for k, v in self.steps.items())
         return f"<Observation {self.final_url} {self.verdict()} steps: {steps or '-'}>"
@@ -167,7 +168,7 @@ def normalize_text(text: str, ports: dict[int, str]) -> str:
 # -- the classifier ------------------------------------------------------------------------------
 # Order matters: certificate and TLS failures explain a later "failed to fetch"; mixed content is
 # decided before any network traffic; CORS messages are the most specific last.
-_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+_RULES: tuple[tuple[Reason, re.Pattern[str]], ...] = (
     ("cert-authority", re.compile(r"ERR_CERT_AUTHORITY_INVALID")),
     ("cert-name", re.compile(r"ERR_CERT_COMMON_NAME_INVALID")),
     ("tls-handshake", re.compile(r"ERR_SSL_PROTOCOL_ERROR|ERR_SSL_VERSION_OR_CIPHER|"
