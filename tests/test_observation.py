@@ -1,6 +1,6 @@
 """The classifier and the normaliser, on hand-built observations (no browser, milliseconds).
 
-The message texts are Chromium 156's own words, copied from ../shared/BROWSER-FACTS.md: the
+The message texts are Chromium 156's own words, as observed in the real browser: the
 browser tests check the same rules against a real Chromium.
 """
 

@@ -1,7 +1,7 @@
 """labkit.model.policy: the browser's rules without a browser.
 
-Cases come from ../shared/BROWSER-FACTS.md (what Chromium 156 did) and ../shared/SCENARIOS.md (the
-catalogue). Each fix is paired with the broken case it fixes.
+Cases come from what Chromium 156 did (the browser tests check it again) and the scenario
+catalogue. Each fix is paired with the broken case it fixes.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_parse_origin(value: str, ok: bool) -> None:
 
 # -- same origin vs same site (HTML) -------------------------------------------------------------
 @pytest.mark.parametrize("a, b, origin, site", [
-    # BROWSER-FACTS: across ports, Sec-Fetch-Site is same-site: the port changes the origin only
+    # Observed in Chromium 156: across ports, Sec-Fetch-Site is same-site: the port changes the origin only
     ("https://localhost:8443", "https://localhost:9443", False, True),
     ("https://localhost:8443/", "https://localhost:8443/api", True, True),
     ("https://app.lab.test:8443", "https://api.lab.test:9443", False, True),  # lab.test is a site
@@ -460,7 +460,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
 def test_catalogue_outcomes(name: str) -> None:
-    # SCENARIOS.md's expected outcome and reason, predicted without starting anything.
+    # The catalogue's expected outcome and reason, predicted without starting anything.
     assert CATALOGUE[name]().reason == EXPECTED.get(name)
 
 

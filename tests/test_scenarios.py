@@ -1,4 +1,4 @@
-"""Every scenario of ../shared/SCENARIOS.md, run for real in Chromium, judged from what the browser
+"""Every scenario of the catalogue, run for real in Chromium, judged from what the browser
 said, and cross-checked with labkit.explain's prediction. Fix scenarios and their failing twins
 both run here, so a fix that stopped fixing and a failure that stopped failing are both caught."""
 
@@ -14,7 +14,7 @@ from labkit.model import scenarios
 from labkit.model.explain import explain
 from labkit.notebook.runner import judge, run_scenario
 
-#: The rows of SCENARIOS.md: an interface, none may be dropped or renamed.
+#: The catalogue's names: an interface, none may be dropped or renamed.
 SHARED_NAMES = [
     "cors-port-mismatch", "cors-allow-origin", "cors-preflight", "cors-preflight-fixed",
     "cors-credentials-wildcard", "cors-simple-post", "server-to-server", "ws-cross-port",

@@ -1,4 +1,4 @@
-"""The scenario catalogue (../shared/SCENARIOS.md): each failure and fix of the story as data.
+"""The scenario catalogue: each failure and fix of the story as data.
 
 A scenario is a topology, what the page does, the outcome a real Chromium shows, and the rule
 behind it. The names are an interface: ``labkit up --scenario NAME``, ``labkit tour`` and the

@@ -1,6 +1,6 @@
 """A real headless Chromium, driven by Playwright on labkit's loop, that trusts the lab CA.
 
-Why these choices (see ../shared/BROWSER-FACTS.md):
+Why these choices (each one verified against Chromium 156 on Debian 12):
 - Playwright's *async* API on labkit's own loop: its sync API refuses to run inside Jupyter.
 - Trust through an NSS db in a throwaway HOME (certutil), so a rogue-CA or wrong-name certificate
   still fails exactly as it would for a participant. The SPKI flag is only a fallback: it cannot

@@ -71,8 +71,9 @@ class ReverseProxy:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
         self.session = aiohttp.ClientSession(
-            # limit=0: each relayed WebSocket holds its upstream connection for life, and
-            # aiohttp's default pool of 100 would turn the 101st chat client into a 502.
+            # limit=0: no cap on concurrent upstream requests (aiohttp's default of 100 would
+            # queue the 101st behind slow ones). Relayed WebSockets do not use this pool: the
+            # splice opens its own connection for each (splice.py).
             connector=aiohttp.TCPConnector(ssl=self.cfg.upstream_ssl or False, limit=0,
                                            resolver=LabResolver()),
             timeout=aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout,

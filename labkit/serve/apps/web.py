@@ -32,7 +32,6 @@ h1{font-size:20px;margin:0 0 4px} .cfg{font:12px monospace;color:#555;margin:0 0
 table{border-collapse:collapse;width:100%;background:#fff}
 td{border-bottom:1px solid #ddd;padding:5px 8px;vertical-align:top}
 td.state{font-weight:600;width:70px;text-transform:uppercase;font-size:12px}
-li[data-state],tr[data-state]{list-style:none}
 tr[data-state=ok] td.state{color:#137333} tr[data-state=blocked] td.state{color:#c5221f}
 tr[data-state=error] td.state{color:#b06000} tr[data-state=skipped] td.state{color:#888}
 td.detail{font:12px monospace;color:#444;word-break:break-word}
