@@ -435,17 +435,12 @@ class Lab:
         """The ``labkit up --json`` object."""
         return {"ca": str(self.pki.ca_pem), "services": [s.as_dict() for s in self.services]}
 
-    # -- display ---------------------------------------------------------------------------------
+    # -- display (the notebook's HTML view: labkit.notebook.display.lab_html) -------------------
     def __repr__(self) -> str:
         if not self.running:
             return f"<Lab '{self.topology.name}' {self._state}>"
         urls = ", ".join(f"{s.name} {s.url}" for s in self.services)
         return f"<Lab '{self.topology.name}' running: {urls}>"
-
-    def _repr_html_(self) -> str:
-        from .notebook.display import lab_html
-
-        return lab_html(self)
 
 
 def stop_all() -> None:

@@ -26,8 +26,9 @@ from labkit import (
     Service,
     Topology,
     messenger,
-    scenarios,
 )
+from labkit.model import scenarios
+from labkit.notebook.display import observation_html
 from labkit.observe.browser import Browser
 from labkit.observe.observation import Observation
 from labkit.serve.apps.store import Seen
@@ -130,7 +131,7 @@ def test_a_trusted_page_loads_and_runs_every_step(
 
 def test_the_observation_shows_in_a_notebook(messenger_visit: tuple[Lab, Observation]) -> None:
     _, obs = messenger_visit
-    html = obs._repr_html_()
+    html = observation_html(obs)
     assert ">allowed</b>" in html
     assert "<img src='data:image/png;base64," in html
     assert "Chromium " + obs.browser_version in html
@@ -150,7 +151,7 @@ def test_a_page_with_the_rogue_cas_certificate_is_refused(browser: Browser) -> N
     assert "ERR_CERT_AUTHORITY_INVALID" in obs.navigation_error
     v = obs.verdict()
     assert (v.outcome, v.reason) == ("blocked", "cert-authority")
-    assert "blocked (cert-authority)" in obs._repr_html_()
+    assert "blocked (cert-authority)" in observation_html(obs)
     # The TLS handshake failed, so the server never saw an HTTP request.
     assert seen == []
 

@@ -34,6 +34,7 @@ from labkit import (
     UnknownScenarioError,
     messenger,
 )
+from labkit.notebook.display import lab_html
 
 NO_PAGE = Page(api=None, ws=None, steps=())
 
@@ -424,7 +425,7 @@ def test_bad_fixed_ports(ports: dict[str, int], text: str) -> None:
 
 # -- display -------------------------------------------------------------------------------------
 def test_repr_and_html_show_the_urls(lab: Lab) -> None:
-    text, page = repr(lab), lab._repr_html_()
+    text, page = repr(lab), lab_html(lab)
     assert text.startswith("<Lab 'messenger' running: ")
     for svc in lab.services:
         assert svc.url in text
@@ -433,4 +434,4 @@ def test_repr_and_html_show_the_urls(lab: Lab) -> None:
     assert str(lab.pki.ca_pem) in page
     lab.stop()
     assert repr(lab) == "<Lab 'messenger' stopped>"
-    assert "https://" not in lab._repr_html_()
+    assert "https://" not in lab_html(lab)

@@ -105,7 +105,8 @@ def test_parse_origin(value: str, ok: bool) -> None:
 
 # -- same origin vs same site (HTML) -------------------------------------------------------------
 @pytest.mark.parametrize("a, b, origin, site", [
-    # Observed in Chromium 156: across ports, Sec-Fetch-Site is same-site: the port changes the origin only
+    # Observed in Chromium 156: across ports, Sec-Fetch-Site is same-site: the port changes the
+    # origin only
     ("https://localhost:8443", "https://localhost:9443", False, True),
     ("https://localhost:8443/", "https://localhost:8443/api", True, True),
     ("https://app.lab.test:8443", "https://api.lab.test:9443", False, True),  # lab.test is a site

@@ -4,9 +4,9 @@ The API's login answers ``Set-Cookie: labkit_session=…; Path=/; HttpOnly; Same
 ``Secure`` when the request arrived over TLS (directly, or as a proxy's ``X-Forwarded-Proto``),
 and ``Domain=lab.test`` on lab names (a company's single-sign-on cookie shape). Whether the
 browser keeps it, and whether it attaches it to a later request, follows RFC 6265bis and
-Chromium 156 as observed (tests/test_explain_cases.py runs each case in it): schemeful same-site for ``SameSite=Lax``,
-third-party-cookie blocking for every cross-site request, ``Secure`` only over secure
-transport — where Chromium counts ``localhost`` and loopback addresses as secure.
+Chromium 156 as observed (tests/test_explain_cases.py runs each case in it): schemeful same-site
+for ``SameSite=Lax``, third-party-cookie blocking for every cross-site request, ``Secure`` only
+over secure transport — where Chromium counts ``localhost`` and loopback addresses as secure.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ One line per piece, with the exact fix.
 
 from __future__ import annotations
 
-import html
 import importlib.metadata as md
 import os
 import platform
@@ -108,15 +107,6 @@ def _ca_check() -> Check:
 
 def report() -> str:
     return "\n".join(c.line() for c in checks())
-
-
-def html_table(items: list[Check] | None = None) -> str:
-    rows = "".join(
-        f"<tr><td>{'✅' if c.ok else '❌'}</td><td><b>{html.escape(c.name)}</b></td>"
-        f"<td>{html.escape(c.detail)}</td>"
-        f"<td><code>{html.escape('' if c.ok else c.fix)}</code></td></tr>"
-        for c in (items if items is not None else checks()))
-    return f"<table>{rows}</table>"
 
 
 def ok(items: list[Check]) -> bool:

@@ -40,7 +40,6 @@ import asyncio
 import dataclasses
 import gc
 import hashlib
-import html
 import json
 import os
 import pickle
@@ -57,6 +56,7 @@ from ..lab import Lab
 from ..model import scenarios
 from ..model.topology import Page, Service, Topology, messenger
 from ..observe.browser import Browser
+from . import display
 
 #: The step whose success means "the first chat message was delivered".
 FIRST_MESSAGE_STEP = "chat"
@@ -277,11 +277,7 @@ class Structure:
                          for r in self.table)
 
     def _repr_html_(self) -> str:
-        head, *body = self.table
-        th = "".join(f"<th>{html.escape(c)}</th>" for c in head)
-        rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                       for r in body)
-        return f"<table><tr>{th}</tr>{rows}</table>"
+        return display.structure_html(self)
 
 
 @dataclass(frozen=True)
@@ -328,7 +324,7 @@ class CostReport:
                   ("page load → first message (ms)",
                    [d.first_message_ms or 0 for d in self.deployments])]
         fig, axes = plt.subplots(1, len(panels), figsize=(11, 3.2))
-        colours = ["#9aa0a6", "#137333", "#c5221f", "#1a73e8"][:len(names)]
+        colours = list(display.CHART_COLOURS[:len(names)])
         for ax, (title, values) in zip(axes, panels, strict=True):
             ax.bar(names, values, color=colours)
             ax.set_title(title, fontsize=10)
@@ -351,15 +347,7 @@ class CostReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        head, *body = self._table()
-        th = "".join(f"<th>{html.escape(c)}</th>" for c in head)
-        rows = "".join("<tr>" + "".join(
-            f"<td>{html.escape(c)}</td>" if i == 0 else
-            f"<td style='text-align:right'>{html.escape(c)}</td>"
-            for i, c in enumerate(r)) + "</tr>" for r in body)
-        notes = "".join(f"<br><i>{html.escape(n)}</i>" for n in self.notes)
-        return (f"<div><b>What each deployment costs</b> — {self.rounds} page sessions each, "
-                f"medians<table><tr>{th}</tr>{rows}</table>{notes}</div>")
+        return display.cost_report_html(self)
 
 
 # -- measuring ----------------------------------------------------------------------------------

@@ -13,11 +13,21 @@ from urllib.parse import urlsplit
 
 from ..model.deployment import Deployment
 from ..model.topology import API_STEPS, PAGE_KINDS, SOCKET_STEPS, Service, Topology
+from .display import (
+    BROWSER_FILL,
+    GREEN,
+    GREY,
+    INK,
+    PROXY_FILL,
+    RED,
+    SERVICE_FILL,
+    STROKE,
+    SUBTLE_INK,
+)
 
 if TYPE_CHECKING:
     from ..observe.observation import Observation
 
-GREEN, RED, GREY, INK = "#137333", "#c5221f", "#9aa0a6", "#202124"
 _BOX_W, _BOX_H, _ROW, _GAP = 250, 62, 78, 160
 
 
@@ -154,21 +164,21 @@ def render(topology: Topology, *, visit: str = "web", ports: dict[str, int] | No
             head, where, sub = (("browser (Chromium)", "", "the participant's page")
                                 if client == "browser" else
                                 ("Python client", "", "server to server: no browser"))
-            fill = "#e8f0fe"
+            fill = BROWSER_FILL
         else:
             s = topology.service(name)
             head = f"{name} ({s.kind})"
             where, sub = _label(s, ports)
-            fill = "#fef7e0" if s.kind in ("proxy", "nginx", "redirect") else "#f1f3f4"
+            fill = PROXY_FILL if s.kind in ("proxy", "nginx", "redirect") else SERVICE_FILL
         parts.append(f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="6" '
-                     f'fill="{fill}" stroke="#5f6368"/>')
+                     f'fill="{fill}" stroke="{STROKE}"/>')
         parts.append(f'<text x="{x + 8}" y="{y + 16}" font-weight="600" fill="{INK}">'
                      f'{html.escape(head)}</text>')
         parts.append(f'<text x="{x + 8}" y="{y + 31}" fill="{INK}" font-family="monospace" '
                      f'font-size="11">{html.escape(where)}</text>')
         for i, chunk in enumerate((sub[:50], sub[50:100])):
             if chunk:
-                parts.append(f'<text x="{x + 8}" y="{y + 45 + 12 * i}" fill="#3c4043" '
+                parts.append(f'<text x="{x + 8}" y="{y + 45 + 12 * i}" fill="{SUBTLE_INK}" '
                              f'font-size="10">{html.escape(chunk)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

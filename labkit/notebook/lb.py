@@ -6,7 +6,6 @@ pings stays up. Cloud load balancers close connections that carry no data for th
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from ..lab import Lab
 from ..model.routing import Route
 from ..model.topology import Page, Service, Topology
 from ..serve.clients import ws_connect
+from . import display
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,7 @@ class IdleDemo:
                 + "\n".join(r.row() for r in self.results))
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(r.client)}</td><td style='color:"
-            f"{'#c5221f' if r.closed else '#137333'}'>{html.escape(r.row()[33:])}</td></tr>"
-            for r in self.results)
-        return (f"<p>Load balancer idle timeout: <b>{self.idle_timeout:g} s</b></p>"
-                f"<table>{rows}</table>")
+        return display.idle_demo_html(self)
 
 
 def topology(idle_timeout: float) -> Topology:

@@ -4,7 +4,6 @@ which display themselves (tables, diagrams, screenshots). Machinery stays in the
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import threading
@@ -20,6 +19,7 @@ from ..model.topology import Topology
 from ..observe.browser import Browser
 from ..serve.pki import default_home
 from . import checkup as _doctor
+from . import display  # also registers the HTML views of Lab, Scenario, Observation, ...
 from .diagram import Diagram, render
 from .runner import Result, run_scenario
 from .runner import tour as _tour
@@ -98,12 +98,7 @@ class Run:
         return repr(self.result)
 
     def _repr_html_(self) -> str:
-        r = self.result
-        sc = r.scenario
-        return (r._repr_html_().split("</p>", 1)[0] + "</p>"
-                + f"<p><small>{html.escape(sc.explanation)}</small></p>"
-                + diagram(sc, result=r).svg
-                + r.observation._repr_html_())
+        return display.run_html(self.result, diagram(self.result.scenario, result=self.result).svg)
 
 
 def run(name: str | Scenario, headless: bool | None = None) -> Run:
@@ -125,14 +120,7 @@ class TourReport:
         return table(self.results)
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td><code>{html.escape(r.name)}</code></td><td>{r.scenario.expected}</td>"
-            f"<td style='color:{'#137333' if r.verdict.outcome == 'allowed' else '#c5221f'}'>"
-            f"<b>{r.verdict.outcome}</b></td><td>{html.escape(r.verdict.reason or '-')}</td>"
-            f"<td>{'✅' if r.ok else '❌ ' + html.escape('; '.join(r.problems))}</td>"
-            f"<td><small>{html.escape(r.scenario.rule)}</small></td></tr>" for r in self.results)
-        return ("<table><tr><th>scenario</th><th>expected</th><th>observed</th><th>reason</th>"
-                f"<th>as expected</th><th>rule</th></tr>{rows}</table>")
+        return display.tour_html(self.results)
 
 
 def tour(names: Iterable[str] | None = None) -> TourReport:
@@ -147,7 +135,7 @@ class DoctorReport:
         return "\n".join(c.line() for c in self.checks)
 
     def _repr_html_(self) -> str:
-        return _doctor.html_table(self.checks)
+        return display.doctor_html(self.checks)
 
 
 def doctor() -> DoctorReport:
