@@ -5,6 +5,8 @@ so both run the same topology.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -113,9 +115,35 @@ def redirect_location(host: str, https_port: int, path_qs: str) -> str:
         path_qs if path_qs.startswith("/") else "/")
 
 
+_REG_NAME = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+_HOSTPORT = re.compile(rf"(?P<name>{_REG_NAME}|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?")
+
+
+def parse_host(value: str | None) -> tuple[str, int | None] | None:
+    """A ``Host`` header (RFC 9110 §7.2: uri-host [":" port]) as (name, port), lower-cased; None
+    when it is not one — userinfo (``a:@evil``), a path (``a:80/../x``), brackets around a name,
+    a port out of range. A proxy must never forward such a value (nginx refuses or normalises
+    it too)."""
+    m = _HOSTPORT.fullmatch((value or "").strip().lower())
+    if m is None:
+        return None
+    name, port = m["name"], m["port"]
+    if name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return None
+    if port is not None and not 0 < int(port) <= 65535:
+        return None
+    return name, int(port) if port is not None else None
+
+
+def normal_host(name: str, port: int | None) -> str:
+    """The Host a proxy forwards: the parsed name, and the port only when one was given."""
+    return name if port is None else f"{name}:{port}"
+
+
 def host_allowed(host_header: str | None, served: Mapping[str, int] | Sequence[str]) -> bool:
     """Whether the proxy serves the Host the client asked for (name only, port ignored)."""
-    if not host_header:
-        return False
-    name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
-    return name.strip("[]").lower() in {s.lower() for s in served}
+    parsed = parse_host(host_header)
+    return parsed is not None and parsed[0].strip("[]") in {s.lower() for s in served}

@@ -23,6 +23,7 @@ import logging
 import socket
 import ssl
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -33,6 +34,8 @@ from ..model.routing import (
     clean_path,
     host_allowed,
     match,
+    normal_host,
+    parse_host,
     redirect_location,
     response_headers,
     upstream_headers,
@@ -97,22 +100,34 @@ class ReverseProxy:
 
     # -- HTTP ------------------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        if not host_allowed(request.host, self.cfg.hosts):
-            return _text(421, f"this proxy serves {', '.join(self.cfg.hosts)}, not {request.host}")
-        if clean_path(request.raw_path) is None:
+        target, host_value = request.raw_path, request.host
+        if target.lower().startswith(("http://", "https://")):
+            # Absolute-form (RFC 9112 §3.2.2): a server must accept it; its authority replaces
+            # Host. Only for this proxy's own names: never an open proxy.
+            parts = urlsplit(target)
+            host_value = parts.netloc
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        parsed = parse_host(host_value)
+        if parsed is None:
+            return _text(400, "bad Host header")
+        if not host_allowed(host_value, self.cfg.hosts):
+            return _text(421, f"this proxy serves {', '.join(self.cfg.hosts)}, "
+                              f"not {normal_host(*parsed)}")
+        host = normal_host(*parsed)  # what the backend sees: never the raw value
+        if clean_path(target) is None:
             return _text(400, "bad request path")
-        route = match(self.cfg.routes, request.raw_path)
+        route = match(self.cfg.routes, target)
         if route is None:
             return _text(404, f"no route for {request.path}")
         upstream = self.cfg.upstreams[route.upstream]
         if route.websocket and request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._relay_ws(request, route, upstream)
-        headers = upstream_headers(request.headers.items(), host=request.host,
+            return await self._relay_ws(request, route, upstream, host, target)
+        headers = upstream_headers(request.headers.items(), host=host,
                                    client_ip=request.remote or "", proto=self.cfg.proto)
         body = await request.read() if request.body_exists else None
         assert self.session is not None
         try:
-            async with self.session.request(request.method, upstream + request.raw_path,
+            async with self.session.request(request.method, upstream + target,
                                             headers=headers, data=body,
                                             allow_redirects=False) as up:
                 resp = web.StreamResponse(status=up.status, reason=up.reason,
@@ -128,8 +143,8 @@ class ReverseProxy:
                               f"({type(e).__name__})")
 
     # -- WebSocket relay (a byte splice, see splice.py) -----------------------------------------
-    async def _relay_ws(self, request: web.Request, route: Route, upstream: str
-                        ) -> web.StreamResponse:
+    async def _relay_ws(self, request: web.Request, route: Route, upstream: str, host: str,
+                        target: str) -> web.StreamResponse:
         def track(old: Splice | None, new: Splice) -> None:
             if old is None:
                 self.splices.add(new)
@@ -138,6 +153,7 @@ class ReverseProxy:
 
         return await splice_websocket(
             request, upstream=upstream, name=route.upstream, upstream_ssl=self.cfg.upstream_ssl,
+            host=host, target=target,
             proto=self.cfg.proto, connect_timeout=self.cfg.connect_timeout,
             max_message=self.cfg.max_message, idle_timeout=self.cfg.idle_timeout,
             track=track, refuse=_text)

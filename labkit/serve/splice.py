@@ -228,26 +228,27 @@ class Splice:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def splice_websocket(request: web.Request, *, upstream: str, name: str,
+async def splice_websocket(request: web.Request, *, upstream: str, name: str, host: str,
+                           target: str,
                            upstream_ssl: ssl.SSLContext | None, proto: str,
                            connect_timeout: float, max_message: int,
                            idle_timeout: float | None,
                            track: Callable[[Splice | None, Splice], Any],
                            refuse: Callable[[int, str], web.StreamResponse]) -> web.StreamResponse:
     """Relay the WebSocket of ``request`` to ``upstream`` (an http(s) origin) for its life."""
-    target = urlsplit(upstream)
-    tls = target.scheme == "https"
-    host = "::1" if target.hostname == "::1" else "127.0.0.1"  # backends are on loopback
+    up = urlsplit(upstream)
+    tls = up.scheme == "https"
+    addr = "::1" if up.hostname == "::1" else "127.0.0.1"  # backends are on loopback
     loop = asyncio.get_running_loop()
     try:
         transport, upstream_proto = await asyncio.wait_for(loop.create_connection(
-            _Upstream, host, target.port or (443 if tls else 80), ssl=upstream_ssl if tls else None,
-            server_hostname=target.hostname if tls else None), connect_timeout)
+            _Upstream, addr, up.port or (443 if tls else 80), ssl=upstream_ssl if tls else None,
+            server_hostname=up.hostname if tls else None), connect_timeout)
     except (OSError, asyncio.TimeoutError) as e:
         return refuse(502, f"502 Bad Gateway: the {name} server is not answering "
                            f"({type(e).__name__})")
     try:
-        upstream_proto.send_handshake(_handshake(request, proto))
+        upstream_proto.send_handshake(_handshake(request, proto, host, target))
         status, headers = await asyncio.wait_for(upstream_proto.head, connect_timeout)
     except (OSError, asyncio.TimeoutError, ValueError, h11.LocalProtocolError) as e:
         transport.close()
@@ -281,16 +282,16 @@ async def splice_websocket(request: web.Request, *, upstream: str, name: str,
     return resp
 
 
-def _handshake(request: web.Request, proto: str) -> h11.Request:
+def _handshake(request: web.Request, proto: str, host: str, target: str) -> h11.Request:
     """The browser's opening handshake for the backend: its key, version and protocols kept,
-    forwarded headers added."""
-    headers = upstream_headers(request.headers.items(), host=request.host,
+    forwarded headers added (``host``: the validated, normalised Host)."""
+    headers = upstream_headers(request.headers.items(), host=host,
                                client_ip=request.remote or "", proto=proto)
     # Extensions are not offered upstream: with permessage-deflate a frame's size on the wire is
     # not its message size, and the proxy's message limit could not be enforced.
     ws = [(k, v) for k, v in request.headers.items()
           if k.lower().startswith("sec-websocket-") and k.lower() != "sec-websocket-extensions"]
     # Header values travel as the bytes the browser sent (aiohttp decoded them as UTF-8).
-    return h11.Request(method="GET", target=request.raw_path.encode(), headers=[
+    return h11.Request(method="GET", target=target.encode(), headers=[
         (k.encode("latin-1"), v.encode("utf-8", "surrogateescape"))
         for k, v in [*headers, ("Upgrade", "websocket"), ("Connection", "Upgrade"), *ws]])
