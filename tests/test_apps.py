@@ -390,3 +390,46 @@ def test_requests_records_origin_method_path_and_status(lab: Lab) -> None:
     assert api[0]["sec_fetch_site"] == "same-site"
     assert [(r["path"], r["origin"]) for r in lab.requests("web")] == [("/", None)]
     assert len(lab.requests()) == 3
+
+
+async def _post_slow(port: int, announced: int, sent: bytes, pki: Any) -> tuple[int | None, float]:
+    """POST announcing ``announced`` bytes, send ``sent``, then stay silent: the status (None if
+    the server just closed) and how long the server took to answer or hang up."""
+    import time
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=pki.client_context(),
+                                                   server_hostname="localhost")
+    t0 = time.monotonic()
+    try:
+        writer.write(f"POST /api/login HTTP/1.1\r\nHost: localhost:{port}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {announced}\r\n\r\n"
+                     .encode() + sent)
+        line = await asyncio.wait_for(reader.readline(), 20)
+        return (int(line.split()[1]) if line else None), time.monotonic() - t0
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (OSError, ssl.SSLError):
+            pass
+
+
+def test_a_body_that_never_arrives_is_cut_at_the_deadline(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.serve import serving
+
+    monkeypatch.setattr(serving, "BODY_TIMEOUT", 1.0)
+    status, seconds = asyncio.run(_post_slow(lab.info("api").port, 50_000, b"{\"u", lab.pki))
+    assert status in (None, 408) and 0.9 < seconds < 5
+
+
+def test_a_body_announced_over_the_limit_is_refused_before_it_is_read(lab: Lab) -> None:
+    status, seconds = asyncio.run(_post_slow(lab.info("api").port, 10_000_000, b"", lab.pki))
+    assert status == 413 and seconds < 1
+
+
+def test_a_complete_body_is_still_served(lab: Lab) -> None:
+    # The twin: a whole body within the deadline is an ordinary login.
+    body = b'{"user": "alice"}'
+    status, _ = asyncio.run(_post_slow(lab.info("api").port, len(body), body, lab.pki))
+    assert status == 200

@@ -2,8 +2,9 @@
 
 aiohttp bounds idle keep-alive connections but not a client that trickles its request headers
 forever (slowloris): one such client per connection slot starves a workshop room. Each connection
-here must deliver its first complete header block within ``HEADER_TIMEOUT`` seconds, and its TLS
-handshake within ``TLS_HANDSHAKE_TIMEOUT``; otherwise it is closed.
+here must deliver its first complete header block within ``HEADER_TIMEOUT`` seconds, its TLS
+handshake within ``TLS_HANDSHAKE_TIMEOUT`` and each request body within ``BODY_TIMEOUT``;
+otherwise it is closed. A body announced over the app's limit is refused (413) before it is read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 log = logging.getLogger("labkit.serving")
 
 HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 10.0  # the whole body, once the headers are in
 TLS_HANDSHAKE_TIMEOUT = 10.0
 SHUTDOWN_TIMEOUT = 0.5  # browsers keep connections open; in-flight requests get this long
 
@@ -81,11 +83,36 @@ async def http1_only(request: web.Request, handler: Any) -> web.StreamResponse:
     return await handler(request)
 
 
+@web.middleware
+async def body_deadline(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A request body must arrive whole within ``BODY_TIMEOUT`` (like its headers), and one
+    announced over the app's size limit is refused at once, before a byte of it is read: a
+    client announcing 100 kB and sending 3 bytes must not hold a connection (and its memory)
+    for ever."""
+    limit = getattr(request, "_client_max_size", 1024 * 1024)  # web.Application(client_max_size)
+    length = request.content_length
+    if length is not None and length > limit:
+        return web.Response(status=413, text=f"the body may be at most {limit} bytes\n",
+                            headers={"Connection": "close"})
+    if request.body_exists and not request.headers.get("Upgrade"):
+        try:
+            await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.info("closing a connection whose request body did not arrive in %.0f s",
+                     BODY_TIMEOUT)
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=408, text="request body too slow\n",
+                                headers={"Connection": "close"})
+    return await handler(request)
+
+
 class AiohttpServer:
     """One aiohttp app on one pre-bound socket: start, then stop (idempotent)."""
 
     def __init__(self, app: web.Application) -> None:
         app.middlewares.insert(0, http1_only)
+        app.middlewares.insert(1, body_deadline)
         # keepalive_timeout bounds the wait for every later request of a kept-alive connection
         # (aiohttp closes it if no complete request arrived by then), not just idle ones.
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
