@@ -2,6 +2,8 @@
 
 One class per failure, with the facts as fields; the message is built in ``__str__`` so tests can
 assert on the text and notebooks show one readable sentence instead of a traceback into labkit.
+Every error labkit raises on purpose is defined here, and ``labkit`` exports each one (a test walks
+labkit's modules to keep it so): ``except labkit.LabError`` catches them all.
 """
 
 from __future__ import annotations
@@ -110,3 +112,83 @@ class AssetMissingError(LabError):
             f"registry at set-up: run `make lab` (or `npm ci` in the labkit folder). If npm itself "
             f"is missing: sudo apt-get install -y npm (Debian/Ubuntu) or install Node.js."
         )
+
+
+# -- the browser (labkit.observe.browser) --------------------------------------------------------
+class BrowserMissingError(LabError):
+    def __str__(self) -> str:
+        from .system import install_command  # lazily: importing errors must stay import-free
+
+        cmd = install_command(["chromium"])
+        return (f"no Chromium or Chrome was found, and the lab's claims are checked in a real "
+                f"browser. Install one:  {cmd}  (or set LABKIT_BROWSER to its path).")
+
+
+class BrowserStartError(LabError):
+    def __init__(self, executable: str, error: str) -> None:
+        super().__init__(executable, error)
+        self.executable, self.error = executable, error
+
+    def __str__(self) -> str:
+        return (f"Chromium at {self.executable} did not start: {self.error.strip()[:400]}. "
+                f"Run `labkit doctor`; without a display the browser must be headless.")
+
+
+class VisitInterruptedError(LabError):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+    def __str__(self) -> str:
+        return (f"the browser was stopped while visiting {self.url} (was the lab stopped?). "
+                f"Start the lab again and visit once more.")
+
+
+# -- real nginx (labkit.serve.nginx) -------------------------------------------------------------
+class NginxMissingError(LabError):
+    def __str__(self) -> str:
+        from .system import install_command
+
+        return ("nginx is not installed, and this lesson runs real nginx. Install it:  "
+                + install_command(["nginx"]))
+
+
+class NginxStartError(LabError):
+    def __init__(self, error: str, conf: str) -> None:
+        super().__init__(error, conf)
+        self.error, self.conf = error, conf
+
+    def __str__(self) -> str:
+        return (f"nginx did not start: {self.error.strip()[-600:]}\n(config: {self.conf}). "
+                f"Check it with: nginx -t -p <folder> -c {self.conf}")
+
+
+class UpstreamCAMissingError(LabError, ValueError):
+    """An https upstream, but no CA to verify it against: nginx would either refuse to start
+    (``proxy_ssl_verify on`` without ``proxy_ssl_trusted_certificate``) or, verification off,
+    accept any certificate — the very mistake the lab warns about."""
+
+    def __init__(self, proxy: str, upstreams: list[str]) -> None:
+        super().__init__(proxy, upstreams)
+        self.proxy, self.upstreams = proxy, upstreams
+
+    def __str__(self) -> str:
+        return (f"nginx '{self.proxy}' forwards to https upstreams ({', '.join(self.upstreams)}) "
+                f"and must verify their certificates, but no CA was given. Pass ca_pem= the lab "
+                f"CA (LabPKI().ca_pem) to NginxServer / render.")
+
+
+class UpstreamAddressError(LabError, ValueError):
+    """An https upstream addressed by IP. nginx matches ``proxy_ssl_name`` against the
+    certificate's DNS names only (OpenSSL's X509_check_host): the IP addresses a lab certificate
+    carries are never matched, so every request would be a 502."""
+
+    def __init__(self, proxy: str, upstream: str, ip: str) -> None:
+        super().__init__(proxy, upstream, ip)
+        self.proxy, self.upstream, self.ip = proxy, upstream, ip
+
+    def __str__(self) -> str:
+        return (f"nginx '{self.proxy}' cannot verify the https upstream '{self.upstream}' at "
+                f"{self.ip}: nginx checks an upstream certificate's DNS names only, never its IP "
+                f"addresses. Give service '{self.upstream}' a host name (localhost or a "
+                f".lab.test name), or serve it without TLS behind nginx.")

@@ -4,10 +4,15 @@ Lifecycle like aiohttp's runner/site: every listening socket is bound first (so 
 before any server starts, and every URL is known before the page is served), then the servers start
 in order; any failure stops what started. ``start()`` and ``stop()`` are idempotent, because
 learners re-run cells.
+
+One async core: every operation is a coroutine that runs on labkit's loop (``astart``, ``astop``,
+``avisit``, ...), whichever loop awaits it; the synchronous methods notebook cells call are one line
+each, ``runtime.run(self.aop(...))``, gathered at the edge of the class.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import ssl
@@ -112,56 +117,43 @@ class Lab:
         self._info: dict[str, ServiceInfo] = {}
         self._deployment: Deployment | None = None
         self._state = "stopped"
+        # Start, stop and the faults run one at a time (a stop sent while a start runs waits for
+        # it, then stops what it started). Only ever awaited on labkit's loop.
+        self._lifecycle = asyncio.Lock()
         # A browser handed in (the tour's) is shared and outlives this lab; our own one does not.
         self._browser = browser
         self._owns_browser = browser is None
         self._headless = headless
 
-    # -- lifecycle -------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
         return self._state == "running"
 
+    # -- the synchronous edge: what notebook cells and scripts call -------------------------------
+    # Each is its async twin run on labkit's loop, and nothing more: the logic exists once.
     def start(self) -> Lab:
         """Start every service; a no-op when already running. Returns the lab for chaining."""
-        if self.running:
-            return self
-        self._prepare()
-        try:
-            runtime.run(self._start_servers())
-        except BaseException:
-            self._forget()
-            raise
-        return self
-
-    async def astart(self) -> Lab:
-        if self.running:
-            return self
-        self._prepare()
-        try:
-            await runtime.arun(self._start_servers())
-        except BaseException:
-            self._forget()
-            raise
-        return self
+        return runtime.run(self.astart())
 
     def stop(self) -> None:
         """Stop every service (and the lab's own browser) and free every port; safe to call any
         number of times."""
-        if self._owns_browser and self._browser is not None:
-            self._browser.stop()
-        if self._state == "stopped":
-            return
-        runtime.run(self._stop_servers())
-        self._forget()
+        return runtime.run(self.astop())
 
-    async def astop(self) -> None:
-        if self._owns_browser and self._browser is not None:
-            await self._browser.astop()
-        if self._state == "stopped":
-            return
-        await runtime.arun(self._stop_servers())
-        self._forget()
+    def stop_service(self, name: str, *, abrupt: bool = False) -> None:
+        """Stop one server while the rest of the lab runs (its port stays reserved for it).
+        ``abrupt=True`` kills its connections without a goodbye, as a crashed process would."""
+        return runtime.run(self.astop_service(name, abrupt=abrupt))
+
+    def start_service(self, name: str) -> None:
+        """Start a stopped server again, on the same port."""
+        return runtime.run(self.astart_service(name))
+
+    def visit(self, service: str = "web", path: str = "/", *, before: Sequence[str] = (),
+              **kw: Any) -> Observation:
+        """Open ``service``'s page in the real browser and report what it did. ``before``: page
+        services visited first in the same browser context (the victim, before the attacker)."""
+        return runtime.run(self.avisit(service, path, before=before, **kw))
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -175,15 +167,43 @@ class Lab:
     async def __aexit__(self, *exc: object) -> None:
         await self.astop()
 
-    def _prepare(self) -> None:
-        logs.setup()
-        # Re-running a notebook cell builds a new Lab for the same topology: stop the old one so
-        # the kernel never accumulates forgotten servers.
-        with _running_lock:
-            old = _running.get(self.topology.name)
-        if old is not None and old is not self:
-            old.stop()
-        self.pki.refresh()  # the lab state folder may have been deleted since the last start
+    # -- lifecycle: the async core, on labkit's loop ----------------------------------------------
+    @runtime.on_loop
+    async def astart(self) -> Lab:
+        """:meth:`start`, awaitable from any loop (a Jupyter cell's, ``asyncio.run``'s)."""
+        async with self._lifecycle:
+            if self.running:
+                return self
+            logs.setup()
+            # Re-running a notebook cell builds a new Lab for the same topology: stop the old one
+            # so the kernel never accumulates forgotten servers. Awaited: this runs on labkit's
+            # loop (a scenario run starts its lab from there), where the sync stop() cannot.
+            with _running_lock:
+                old = _running.get(self.topology.name)
+            if old is not None and old is not self:
+                await old.astop()
+            # The lab state folder may have been deleted since the last start. Checked off the
+            # loop: it hashes files (the first time, creates keys) while other labs serve; and a
+            # warning it logs (a damaged CA replaced) reaches the learner's cell, which records
+            # from the loop's own thread never do (see serve/logs.py).
+            await asyncio.to_thread(self.pki.refresh)
+            try:
+                await self._start_servers()
+            except BaseException:
+                self._forget()
+                raise
+            return self
+
+    @runtime.on_loop
+    async def astop(self) -> None:
+        """:meth:`stop`, awaitable from any loop."""
+        if self._owns_browser and self._browser is not None:
+            await self._browser.astop()
+        async with self._lifecycle:
+            if self._state == "stopped":
+                return
+            await self._stop_servers()
+            self._forget()
 
     def _forget(self) -> None:
         self._state = "stopped"
@@ -201,14 +221,17 @@ class Lab:
         try:
             for svc in self.topology.services:
                 socks[svc.name] = bind_loopback(svc.host, svc.port, svc.name)
-            self._deployment = Deployment.plan(
+            deployment = Deployment.plan(
                 self.topology, {n: s.getsockname()[1] for n, s in socks.items()})
-            for li in self._deployment.listeners.values():
-                self._info[li.name] = ServiceInfo(
-                    li.name, li.kind, li.host, li.port, li.tls,
-                    "wss" if li.kind == "chat" and li.tls else ("ws" if li.kind == "chat"
-                                                                else li.scheme),
-                    self._deployment.service_url(li.name), li.origin)
+            # Built whole, then swapped in: a cell reading lab.services from its own thread never
+            # iterates a dict this loop is still filling.
+            self._info = {li.name: ServiceInfo(
+                li.name, li.kind, li.host, li.port, li.tls,
+                "wss" if li.kind == "chat" and li.tls else ("ws" if li.kind == "chat"
+                                                            else li.scheme),
+                deployment.service_url(li.name), li.origin)
+                for li in deployment.listeners.values()}
+            self._deployment = deployment
             for svc in self.topology.services:
                 if self._served_by_nginx(svc):
                     continue  # its port is handed to nginx, which serves the redirect itself
@@ -232,47 +255,49 @@ class Lab:
 
     async def _stop_servers(self) -> None:
         servers, self._servers = self._servers, {}
-        for server in reversed(list(servers.values())):
+        # Chat servers first: each says goodbye (1001 "going away") to its clients, through any
+        # proxy in front, so no proxy is left waiting on a socket; then the rest, last started
+        # first.
+        chats = [srv for srv in servers.values() if isinstance(srv, ChatServer)]
+        rest = [srv for srv in reversed(list(servers.values())) if not isinstance(srv, ChatServer)]
+        for server in chats + rest:
             try:
                 await server.stop()
             except Exception:  # keep stopping the others; a half-stopped lab is worse
                 logs.logging.getLogger("labkit.lab").exception("error while stopping a server")
 
     # -- faults, on purpose ------------------------------------------------------------------
-    def stop_service(self, name: str, *, abrupt: bool = False) -> None:
-        """Stop one server while the rest of the lab runs (its port stays reserved for it).
-        ``abrupt=True`` kills its connections without a goodbye, as a crashed process would."""
-        runtime.run(self._stop_service(name, abrupt))
+    @runtime.on_loop
+    async def astop_service(self, name: str, *, abrupt: bool = False) -> None:
+        """:meth:`stop_service`, awaitable from any loop."""
+        async with self._lifecycle:
+            if not self.running:
+                raise LabNotRunningError(f"stop service '{name}'")
+            self.topology.service(name)
+            server = self._servers.pop(name, None)
+            if server is None:
+                return
+            if abrupt and isinstance(server, ChatServer):
+                server.abort()
+            await server.stop()
 
-    def start_service(self, name: str) -> None:
-        """Start a stopped server again, on the same port."""
-        runtime.run(self._start_service(name))
-
-    async def _stop_service(self, name: str, abrupt: bool) -> None:
-        if not self.running:
-            raise LabNotRunningError(f"stop service '{name}'")
-        self.topology.service(name)
-        server = self._servers.pop(name, None)
-        if server is None:
-            return
-        if abrupt and isinstance(server, ChatServer):
-            server.abort()
-        await server.stop()
-
-    async def _start_service(self, name: str) -> None:
-        if not self.running:
-            raise LabNotRunningError(f"start service '{name}'")
-        svc = self.topology.service(name)
-        if name in self._servers or self._served_by_nginx(svc):
-            return
-        sock = bind_loopback(svc.host, self._info[name].port, name)
-        server = self._build(svc, {})
-        try:
-            await server.start(sock, self._server_context(svc) if svc.tls else None)
-        except BaseException:
-            sock.close()
-            raise
-        self._servers[name] = server
+    @runtime.on_loop
+    async def astart_service(self, name: str) -> None:
+        """:meth:`start_service`, awaitable from any loop."""
+        async with self._lifecycle:
+            if not self.running:
+                raise LabNotRunningError(f"start service '{name}'")
+            svc = self.topology.service(name)
+            if name in self._servers or self._served_by_nginx(svc):
+                return
+            sock = bind_loopback(svc.host, self._info[name].port, name)
+            server = self._build(svc, {})
+            try:
+                await server.start(sock, self._server_context(svc) if svc.tls else None)
+            except BaseException:
+                sock.close()
+                raise
+            self._servers[name] = server
 
     def _served_by_nginx(self, svc: Service) -> bool:
         return (svc.kind == "redirect" and svc.target is not None
@@ -312,9 +337,11 @@ class Lab:
 
     def nginx_config(self, name: str = "proxy") -> str:
         """The nginx.conf running for service ``name`` (annotated, ready to adapt)."""
-        for server in self._servers.values():
-            if isinstance(server, NginxServer) and server.cfg.name == name:
-                return server.config_text
+        # Looked up on the loop, which adds and removes servers (start_service, stop_service).
+        texts = runtime.call(lambda: [s.config_text for s in self._servers.values()
+                                      if isinstance(s, NginxServer) and s.cfg.name == name])
+        if texts:
+            return texts[0]
         raise TopologyError(f"no nginx is running as service '{name}'",
                             "Start a topology with an nginx service, e.g. scenario nginx-proxy.")
 
@@ -367,17 +394,10 @@ class Lab:
         self.topology.check_visit(service)
         return url
 
-    def visit(self, service: str = "web", path: str = "/", *, before: Sequence[str] = (),
-              **kw: Any) -> Observation:
-        """Open ``service``'s page in the real browser and report what it did. ``before``: page
-        services visited first in the same browser context (the victim, before the attacker)."""
-        if not self.running:
-            raise LabNotRunningError(f"visit '{service}'")
-        url, args = self._visit_args(service, path, before)
-        return self.browser.visit(url, **args, **kw)
-
+    @runtime.on_loop
     async def avisit(self, service: str = "web", path: str = "/", *,
                      before: Sequence[str] = (), **kw: Any) -> Observation:
+        """:meth:`visit`, awaitable from any loop."""
         if not self.running:
             raise LabNotRunningError(f"visit '{service}'")
         url, args = self._visit_args(service, path, before)
@@ -426,9 +446,16 @@ class Lab:
 
     def requests(self, service: str | None = None) -> list[dict[str, Any]]:
         """What the servers saw (method, path, Origin, Sec-Fetch-Site, status), oldest first."""
-        return [s.as_dict() for s in self.store.seen if service in (None, s.service)]
+        # A snapshot taken on labkit's loop: the servers append to this log there while they
+        # answer, and iterating it from a cell's thread fails ("deque mutated during iteration").
+        store = self.store
+        return runtime.call(lambda: [s.as_dict() for s in store.seen
+                                     if service in (None, s.service)])
 
     def logs(self, n: int = 50) -> list[str]:
+        # Read here, not on the loop: every thread appends to the ring (it is no loop state),
+        # list() copies a deque in one C call no other thread can interleave with, and the log
+        # must stay readable when something wedges the loop — exactly when a learner needs it.
         return logs.recent(n)
 
     def describe(self) -> dict[str, Any]:

@@ -6,6 +6,12 @@ proxy and the browser driver live on this one loop; cells talk to it through :fu
 :func:`arun` (async, from any other loop). Nothing here prints: servers log, so their output never
 lands in whichever notebook cell happens to be running.
 
+One async core, sync only at the edge: each operation of ``Lab`` and ``Browser`` is one coroutine
+marked :func:`on_loop` (it runs on this loop whichever loop awaits it), and its synchronous twin is
+the single line ``runtime.run(self.aop(...))``. State the loop mutates (a request log the servers
+append to) is read through :func:`call`, on the loop. Nothing on the loop may block: a blocking
+call there stalls every server of every lab.
+
 Importing this module starts nothing; the thread starts on first use.
 """
 
@@ -14,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
 import logging
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 log = logging.getLogger("labkit.runtime")
 
 _lock = threading.Lock()
@@ -109,6 +117,35 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
     if in_lab_loop():
         return await coro
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop()))
+
+
+def on_loop(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Make an async function run on the lab loop whichever loop awaits it: the one core of an
+    operation. On the lab loop itself it is awaited directly, so cores call each other freely
+    (a lab's start awaits the stop of the lab it replaces) and never go through the sync API."""
+
+    @functools.wraps(fn)
+    async def on_labkit_loop(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await arun(fn(*args, **kwargs))
+
+    return on_labkit_loop
+
+
+def call(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` — quick, never blocking — called on the lab loop, from any thread or loop.
+
+    How a caller reads state the loop mutates: a copy of the servers' request log made on the
+    caller's thread races the servers appending to it ("deque mutated during iteration"); made on
+    the loop, it is consistent. Called on the lab loop itself, ``fn`` runs at once; so it does
+    when the loop never started (nothing can be mutating, and a read must not start a thread).
+    """
+    if in_lab_loop() or _loop is None:
+        return fn(*args)
+    return run(_call(fn, *args))
+
+
+async def _call(fn: Callable[..., T], *args: Any) -> T:
+    return fn(*args)
 
 
 def on_shutdown(hook: Callable[[], None]) -> None:

@@ -69,6 +69,21 @@ def test_a_down_api_gives_502_then_recovers() -> None:
         assert asyncio.run(_get(lab, "proxy", "/api/hello")) == 200
 
 
+def test_the_faults_from_async_code() -> None:
+    """A Jupyter cell runs in its own event loop: the async twins work from any loop, and a
+    service stopped there is down for every client until it is started again."""
+    async def cell() -> list[int]:
+        async with Lab(scenarios.get("reverse-proxy").topology) as lab:
+            codes = [await _get(lab, "proxy", "/api/hello")]
+            await lab.astop_service("api")
+            codes.append(await _get(lab, "proxy", "/api/hello"))
+            await lab.astart_service("api")
+            codes.append(await _get(lab, "proxy", "/api/hello"))
+            return codes
+
+    assert asyncio.run(cell()) == [200, 502, 200]
+
+
 @pytest.mark.browser
 def test_the_browser_sees_a_down_chat_backend_and_its_return(browser: Browser) -> None:
     with Lab(scenarios.get("reverse-proxy").topology, browser=browser) as lab:

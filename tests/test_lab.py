@@ -271,6 +271,23 @@ def test_async_api_inside_asyncio_run() -> None:
     assert not running
 
 
+def test_lifecycle_calls_sent_together_run_one_after_the_other() -> None:
+    """Two starts awaited together (a cell run twice in a row from async code) start one set of
+    servers; a stop sent during a start waits for it and then frees every port."""
+    async def cell() -> tuple[set[int], set[int], bool]:
+        lab = Lab(messenger(name="lifecycle-together"))
+        before = listening_ports()
+        first, second = await asyncio.gather(lab.astart(), lab.astart())
+        assert first is second is lab
+        started = listening_ports() - before
+        await asyncio.gather(lab.astop(), lab.astart(), lab.astop())
+        return started, listening_ports() - before, lab.running
+
+    started, left, running = asyncio.run(cell())
+    assert len(started) == 3, f"one start should open web, api and chat: {sorted(started)}"
+    assert left == set() and not running
+
+
 def test_sync_context_manager_stops_even_on_error() -> None:
     with Lab() as lab:
         assert lab.running

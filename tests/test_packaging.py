@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import importlib
 import json
+import pkgutil
 import re
 import subprocess
 import sys
@@ -97,6 +100,8 @@ PINNED_ALL = [
     "STORY_ROUTES",
     "AssetMissingError",
     "Browser",
+    "BrowserMissingError",
+    "BrowserStartError",
     "CAFileMissingError",
     "CorsPolicy",
     "InvalidOriginError",
@@ -104,6 +109,8 @@ PINNED_ALL = [
     "LabError",
     "LabNotRunningError",
     "LabPKI",
+    "NginxMissingError",
+    "NginxStartError",
     "Observation",
     "Page",
     "PortInUseError",
@@ -113,6 +120,9 @@ PINNED_ALL = [
     "TopologyError",
     "UnknownHostError",
     "UnknownScenarioError",
+    "UpstreamAddressError",
+    "UpstreamCAMissingError",
+    "VisitInterruptedError",
     "__version__",
     "capture",
     "diagram",
@@ -138,6 +148,43 @@ def test_the_facade_is_pinned() -> None:
 def test_every_error_is_a_lab_error() -> None:
     errors = [getattr(labkit, n) for n in labkit.__all__ if n.endswith("Error")]
     assert errors and all(issubclass(e, labkit.LabError) for e in errors)
+
+
+def _lab_errors() -> set[type]:
+    """Every subclass of LabError labkit defines, found by importing each of its modules."""
+    for mod in pkgutil.walk_packages(labkit.__path__, "labkit."):
+        if not mod.name.endswith("__main__"):  # importing it would run the CLI
+            importlib.import_module(mod.name)
+    found: set[type] = set()
+    todo = [labkit.LabError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found and sub.__module__.startswith("labkit"):
+                found.add(sub)
+                todo.append(sub)
+    return found
+
+
+def test_every_lab_error_lives_in_labkit_errors_and_is_exported() -> None:
+    # One hierarchy: `except labkit.LabError` catches every failure labkit explains, and each one
+    # can be caught by name from the façade, without knowing which floor raises it.
+    found = _lab_errors()
+    assert len(found) >= 15, sorted(e.__name__ for e in found)
+    for error in found:
+        name = error.__name__
+        assert error.__module__ == "labkit.errors", f"{name} is defined in {error.__module__}"
+        assert name in labkit.__all__ and getattr(labkit, name) is error, f"{name} not exported"
+
+
+def test_the_error_walk_finds_an_error_defined_elsewhere() -> None:
+    """The twin: an error class defined outside labkit.errors is found, and named."""
+    rogue = type("RogueError", (labkit.LabError,), {"__module__": "labkit.serve.rogue"})
+    try:
+        assert rogue in _lab_errors()
+        assert rogue.__module__ != "labkit.errors" and "RogueError" not in labkit.__all__
+    finally:
+        del rogue
+        gc.collect()  # __subclasses__ holds weak references: the class must not outlive the test
 
 
 def test_importing_labkit_starts_nothing() -> None:

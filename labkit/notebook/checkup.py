@@ -65,10 +65,20 @@ def checks() -> list[Check]:
     nginx = shutil.which("nginx")
     out.append(Check("nginx", bool(nginx), _version([nginx, "-v"]) if nginx else "not found",
                      system.install_command(["nginx"])))
+    out.append(_leftovers_check())
     out.append(_port_check())
     out.append(_files_check())
     out.append(_ca_check())
     return out
+
+
+def _leftovers_check() -> Check:
+    """An nginx whose labkit was killed keeps its ports: find it by its pid file and stop it."""
+    from ..serve.nginx import stop_leftovers
+
+    n = stop_leftovers()
+    return Check("leftovers", True, f"stopped {n} nginx left running by a killed labkit" if n
+                 else "no nginx left running by an earlier labkit")
 
 
 def _port_check() -> Check:

@@ -112,8 +112,11 @@ async def _python_client(lab: Lab) -> Observation:
         ports={i.port: i.name for i in lab.services}, seconds=time.perf_counter() - t0)
 
 
+@runtime.on_loop
 async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None) -> Result:
-    """Start the scenario's lab, observe it (browser or Python client), judge, stop the lab."""
+    """Start the scenario's lab, observe it (browser or Python client), judge, stop the lab.
+    Runs on labkit's loop, whichever loop awaits it; a lab of the same scenario still running (a
+    learner started it by hand) is stopped first, as a re-run cell's would be."""
     sc = get(scenario) if isinstance(scenario, str) else scenario
     owned = browser is None
     browser = browser or Browser()
@@ -121,7 +124,7 @@ async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None
     try:
         await lab.astart()
         if sc.client == "python":
-            obs = await runtime.arun(_python_client(lab))
+            obs = await _python_client(lab)
         else:
             obs = await lab.avisit(sc.visit, before=sc.before)
         return judge(sc, obs, lab.store.counter)
@@ -132,6 +135,7 @@ async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None
 
 
 def run_scenario(scenario: Scenario | str, browser: Browser | None = None) -> Result:
+    """:func:`arun_scenario`, from synchronous code."""
     return runtime.run(arun_scenario(scenario, browser))
 
 
@@ -218,6 +222,7 @@ def agree(explanation: Any, obs: Observation, verdict: Verdict) -> list[str]:
     return problems
 
 
+@runtime.on_loop
 async def acheck(topology: Any, visit: str = "web", before: Sequence[str] = (),
                  browser: Browser | None = None) -> Agreement:
     """Explain ``topology`` visited at ``visit`` (after ``before`` pages in the same browser
@@ -242,4 +247,5 @@ async def acheck(topology: Any, visit: str = "web", before: Sequence[str] = (),
 
 def check(topology: Any, visit: str = "web", before: Sequence[str] = (),
           browser: Browser | None = None) -> Agreement:
+    """:func:`acheck`, from synchronous code."""
     return runtime.run(acheck(topology, visit, before, browser))

@@ -7,6 +7,9 @@ Why these choices (each one verified against Chromium 156 on Debian 12):
   show the wrong-name lesson. Never ``ignore_https_errors``.
 - ``*.lab.test`` mapped to 127.0.0.1 with host resolver rules: nothing edits /etc/hosts.
 - One browser reused; a fresh context per visit, so cookies and HSTS never leak between visits.
+- One async core: ``astart``, ``astop`` and ``avisit`` run on labkit's loop whichever loop awaits
+  them; ``start``, ``stop`` and ``visit`` are those, run from synchronous code. Nothing here may
+  block the loop, where every lab server lives: certutil runs as an asyncio subprocess.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .. import runtime, system
-from ..errors import LabError
+from ..errors import BrowserMissingError, BrowserStartError, VisitInterruptedError
 from ..serve import tempdirs
 from ..serve.apps.store import Store
 from ..serve.pki import LabPKI
@@ -84,33 +87,6 @@ _READ_STEPS = """
 """
 
 
-class BrowserMissingError(LabError):
-    def __str__(self) -> str:
-        cmd = system.install_command(["chromium"])
-        return (f"no Chromium or Chrome was found, and the lab's claims are checked in a real "
-                f"browser. Install one:  {cmd}  (or set LABKIT_BROWSER to its path).")
-
-
-class BrowserStartError(LabError):
-    def __init__(self, executable: str, error: str) -> None:
-        super().__init__(executable, error)
-        self.executable, self.error = executable, error
-
-    def __str__(self) -> str:
-        return (f"Chromium at {self.executable} did not start: {self.error.strip()[:400]}. "
-                f"Run `labkit doctor`; without a display the browser must be headless.")
-
-
-class VisitInterruptedError(LabError):
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.url = url
-
-    def __str__(self) -> str:
-        return (f"the browser was stopped while visiting {self.url} (was the lab stopped?). "
-                f"Start the lab again and visit once more.")
-
-
 def spki_hash(cert_pem: bytes) -> str:
     """base64(sha256(SubjectPublicKeyInfo)) — the form ``--ignore-certificate-errors-spki-list``
     takes."""
@@ -152,7 +128,8 @@ class Browser:
         self._pw: Any = None
         self._browser: Any = None
         self._home: str | None = None
-        self._lock: asyncio.Lock | None = None
+        # Start and stop run one at a time; only ever awaited on labkit's loop.
+        self._lock = asyncio.Lock()
         self._spare: asyncio.Future[tuple[Any, Any, Any]] | None = None
         self._trusted_ca = ""
         self._closing: set[asyncio.Future[None]] = set()
@@ -165,34 +142,40 @@ class Browser:
     def running(self) -> bool:
         return self._browser is not None and self._browser.is_connected()
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    # -- the synchronous edge: each runs its async twin on labkit's loop, and nothing more -------
     def start(self) -> Browser:
-        runtime.run(self._start())
-        return self
-
-    async def astart(self) -> Browser:
-        await runtime.arun(self._start())
-        return self
+        """Launch Chromium (a no-op when it runs). Returns the browser for chaining."""
+        return runtime.run(self.astart())
 
     def stop(self) -> None:
-        if self._pw is not None or self._home is not None:
-            runtime.run(self._stop())
+        """Close Chromium and delete its throwaway HOME; safe to call any number of times."""
+        return runtime.run(self.astop())
 
-    async def astop(self) -> None:
-        await runtime.arun(self._stop())
+    def visit(self, url: str, **kw: Any) -> Observation:
+        """Load ``url`` in a fresh context (starting the browser if needed) and report what the
+        page did: its steps, console, sockets, and the requests the lab saw (``seen=lab.store``)."""
+        return runtime.run(self.avisit(url, **kw))
 
-    async def _start(self) -> None:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
+    # -- lifecycle: the async core, on labkit's loop ----------------------------------------------
+    @runtime.on_loop
+    async def astart(self) -> Browser:
+        """:meth:`start`, awaitable from any loop."""
         async with self._lock:
             if self.running:
-                return
+                return self
             await self._stop_unlocked()
             try:
                 await self._launch()
             except BaseException:
                 await self._stop_unlocked()
                 raise
+        return self
+
+    @runtime.on_loop
+    async def astop(self) -> None:
+        """:meth:`stop`, awaitable from any loop."""
+        async with self._lock:
+            await self._stop_unlocked()
 
     async def _launch(self) -> None:
         from playwright.async_api import async_playwright
@@ -200,7 +183,7 @@ class Browser:
         executable = self.executable or system.find_browser()
         self._home = tempdirs.make("labkit-browser-")
         args = list(FLAGS)
-        self.trust = self._setup_trust(Path(self._home), args)
+        self.trust = await self._setup_trust(Path(self._home), args)
         env = dict(os.environ, HOME=self._home)
         self._pw = await async_playwright().start()
         try:
@@ -218,17 +201,16 @@ class Browser:
         log.info("browser up: Chromium %s (%s), trust via %s", self.version, executable, self.trust)
         self._prepare_spare()  # the first visit need not wait for a renderer either
 
-    def _setup_trust(self, home: Path, args: list[str]) -> str:
+    async def _setup_trust(self, home: Path, args: list[str]) -> str:
         self.pki.refresh()
         self._trusted_ca = self.pki.ca_digest()
         certutil = shutil.which("certutil")
         if certutil:
             db = home / ".pki" / "nssdb"
             db.mkdir(parents=True)
-            run = lambda *a: subprocess.run([certutil, "-d", f"sql:{db}", *a],  # noqa: E731
-                                            check=True, capture_output=True, timeout=30)
-            run("-N", "--empty-password")
-            run("-A", "-t", "C,,", "-n", "labkit lab CA", "-i", str(self.pki.ca_pem))
+            await _certutil(certutil, db, "-N", "--empty-password")
+            await _certutil(certutil, db, "-A", "-t", "C,,", "-n", "labkit lab CA",
+                            "-i", str(self.pki.ca_pem))
             return "nss"
         # Fallback: trust the lab leaves' keys. Weaker: a lab key under a wrong name is accepted.
         log.warning("certutil not found: trusting lab certificates by key (SPKI); the wrong-name "
@@ -237,12 +219,6 @@ class Browser:
         hashes = [spki_hash(self.pki.cert(k).cert.read_bytes()) for k in ("lab", "wrong-name")]
         args.append("--ignore-certificate-errors-spki-list=" + ",".join(hashes))
         return "spki"
-
-    async def _stop(self) -> None:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            await self._stop_unlocked()
 
     async def _stop_unlocked(self) -> None:
         closing, self._closing = self._closing, set()
@@ -314,13 +290,9 @@ class Browser:
             pass
 
     # -- visits ----------------------------------------------------------------------------------
-    def visit(self, url: str, **kw: Any) -> Observation:
-        return runtime.run(self._visit(url, **kw))
-
+    @runtime.on_loop
     async def avisit(self, url: str, **kw: Any) -> Observation:
-        return await runtime.arun(self._visit(url, **kw))
-
-    async def _visit(self, url: str, **kw: Any) -> Observation:
+        """:meth:`visit`, awaitable from any loop."""
         try:
             return await self._observe(url, **kw)
         except Exception as e:
@@ -351,9 +323,9 @@ class Browser:
         if self.running and self.pki.refresh().ca_digest() != self._trusted_ca:
             # The lab CA was deleted and recreated: this browser trusts the old one.
             log.info("the lab CA changed: restarting the browser to trust the new one")
-            await self._stop()
+            await self.astop()
         if not self.running:
-            await self._start()
+            await self.astart()
         started = time.perf_counter()
         seen_from = seen.recorded if seen else 0
         console: list[ConsoleMessage] = []
@@ -429,6 +401,26 @@ class Browser:
 
 
 VIEWPORT = {"width": 680, "height": 420}
+
+
+async def _certutil(certutil: str, db: Path, *args: str, timeout: float = 30) -> None:
+    """Run NSS's certutil on database ``db`` without blocking labkit's loop (two runs take up to
+    a second on a busy machine, during which every lab server would stop answering). Fails as
+    ``subprocess.run(check=True, timeout=...)`` would."""
+    cmd = [certutil, "-d", f"sql:{db}", *args]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except BaseException as e:  # timed out or cancelled: never leave certutil behind
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if isinstance(e, asyncio.TimeoutError):
+            raise subprocess.TimeoutExpired(cmd, timeout) from None
+        raise
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
 
 
 async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:

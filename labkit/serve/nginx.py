@@ -17,14 +17,23 @@ import shutil
 import signal
 import socket
 import ssl
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from .. import system
-from ..errors import LabError, PortInUseError
+import psutil
+
+from ..errors import (
+    NginxMissingError,
+    NginxStartError,
+    PortInUseError,
+    UpstreamAddressError,
+    UpstreamCAMissingError,
+)
 from ..model.policy import Origin
 from . import tempdirs
 from .pki import CertFiles
@@ -34,58 +43,11 @@ log = logging.getLogger("labkit.nginx")
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-class NginxMissingError(LabError):
-    def __str__(self) -> str:
-        return ("nginx is not installed, and this lesson runs real nginx. Install it:  "
-                + system.install_command(["nginx"]))
-
-
-class NginxStartError(LabError):
-    def __init__(self, error: str, conf: str) -> None:
-        super().__init__(error, conf)
-        self.error, self.conf = error, conf
-
-    def __str__(self) -> str:
-        return (f"nginx did not start: {self.error.strip()[-600:]}\n(config: {self.conf}). "
-                f"Check it with: nginx -t -p <folder> -c {self.conf}")
-
-
 def _location(prefix: str) -> str:
     # A regex location matches "/api" and "/api/..." but not "/apix", like labkit's router.
     # The prefix is escaped: "/a.b" must not match "/aXb" (a regex dot), as it does not in labkit.
     p = prefix.rstrip("/")
     return "location / " if p == "" else f"location ~ ^{re.escape(p)}(/|$) "
-
-
-class UpstreamCAMissingError(LabError, ValueError):
-    """An https upstream, but no CA to verify it against: nginx would either refuse to start
-    (``proxy_ssl_verify on`` without ``proxy_ssl_trusted_certificate``) or, verification off,
-    accept any certificate — the very mistake the lab warns about."""
-
-    def __init__(self, proxy: str, upstreams: list[str]) -> None:
-        super().__init__(proxy, upstreams)
-        self.proxy, self.upstreams = proxy, upstreams
-
-    def __str__(self) -> str:
-        return (f"nginx '{self.proxy}' forwards to https upstreams ({', '.join(self.upstreams)}) "
-                f"and must verify their certificates, but no CA was given. Pass ca_pem= the lab "
-                f"CA (LabPKI().ca_pem) to NginxServer / render.")
-
-
-class UpstreamAddressError(LabError, ValueError):
-    """An https upstream addressed by IP. nginx matches ``proxy_ssl_name`` against the
-    certificate's DNS names only (OpenSSL's X509_check_host): the IP addresses a lab certificate
-    carries are never matched, so every request would be a 502."""
-
-    def __init__(self, proxy: str, upstream: str, ip: str) -> None:
-        super().__init__(proxy, upstream, ip)
-        self.proxy, self.upstream, self.ip = proxy, upstream, ip
-
-    def __str__(self) -> str:
-        return (f"nginx '{self.proxy}' cannot verify the https upstream '{self.upstream}' at "
-                f"{self.ip}: nginx checks an upstream certificate's DNS names only, never its IP "
-                f"addresses. Give service '{self.upstream}' a host name (localhost or a "
-                f".lab.test name), or serve it without TLS behind nginx.")
 
 
 @dataclass(frozen=True)
@@ -165,6 +127,8 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
         "# Each proxied WebSocket holds two connections: room for a workshop's worth of them.",
         "worker_rlimit_nofile 16384;",
         "daemon off;",
+        "# On stop, connections still open (a quiet WebSocket) are closed after this long.",
+        "worker_shutdown_timeout 2s;",
         f"pid {prefix}/nginx.pid;",
         "error_log stderr warn;",
         "events { worker_connections 8192; }",
@@ -173,6 +137,9 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
         f"    access_log {prefix}/access.log;",
         *[f"    {d}_temp_path {prefix}/{d};" for d in TEMP_DIRS],
         f"    client_max_body_size {cfg.max_body // 1024}k;",
+        "    # The lab's rule for every listener: headers, then the body, each within 10 s.",
+        "    client_header_timeout 10s;",
+        "    client_body_timeout 10s;",
         "",
         "    # WebSocket: ask the upstream to upgrade only when the browser did.",
         "    map $http_upgrade $connection_upgrade {",
@@ -253,6 +220,78 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
     return "\n".join(lines)
 
 
+def _die_with_parent() -> Any:
+    """A preexec function that asks Linux to SIGTERM nginx's master when labkit dies (killed
+    kernel, closed terminal): nginx must not outlive the process that started it. None
+    elsewhere. libc is loaded here, before the fork: the child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return preexec
+
+
+def _group_alive(pgid: int) -> bool:
+    for p in psutil.process_iter(["name"]):
+        try:
+            if os.getpgid(p.pid) == pgid and "nginx" in (p.info["name"] or ""):
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    """Signal nginx's process group, if any nginx of it is left (never another program that
+    happens to reuse the number)."""
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_leftovers() -> int:
+    """Stop nginx instances whose labkit died without stopping them (SIGKILL, a killed kernel),
+    found through the pid files in their folders, then remove the folders. Returns how many."""
+    stopped = 0
+
+    def stop(folder: Path) -> None:
+        nonlocal stopped
+        try:
+            pid = int((folder / "nginx.pid").read_text().strip())
+        except (OSError, ValueError):
+            return
+        if _group_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            stopped += 1
+
+    tempdirs.sweep("labkit-nginx-", before_removing=stop)
+    return stopped
+
+
+def _let_workers_write(prefix: str) -> None:
+    """As root, nginx's workers run as ``nobody``: they must reach the temp folders (bodies over
+    8 KiB are buffered to client_body/), or every such request is a 500. The prefix stays
+    unlistable (0711); only the temp folders are handed to the workers."""
+    if os.geteuid() != 0:
+        return  # unprivileged: the workers are this user and own everything already
+    import pwd
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        return
+    os.chmod(prefix, 0o711)
+    for d in TEMP_DIRS:
+        os.chown(os.path.join(prefix, d), nobody.pw_uid, nobody.pw_gid)
+
+
 class NginxServer:
     """Real nginx for one proxy service. The lab bound the ports to reserve them; they are
     released just before nginx binds them itself."""
@@ -270,6 +309,8 @@ class NginxServer:
         self.config_text = ""
         self.stderr_tail: deque[str] = deque(maxlen=40)
         self._drain: asyncio.Future[None] | None = None
+        self._errlog: Path | None = None
+        self._errpos = 0
 
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
         exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
@@ -279,6 +320,7 @@ class NginxServer:
             raise NginxMissingError()
         port = sock.getsockname()[1]
         redirect_ports = tuple(s.getsockname()[1] for s in self.redirect_socks)
+        stop_leftovers()  # a dead labkit's nginx, before its folder is swept away
         prefix = tempdirs.make("labkit-nginx-")
         try:
             # nginx terminates TLS from the certificate files; the context only says whether
@@ -295,26 +337,51 @@ class NginxServer:
         self.prefix = prefix
         for d in TEMP_DIRS:
             os.mkdir(os.path.join(self.prefix, d))
+        _let_workers_write(self.prefix)
         self.conf_path = Path(self.prefix) / "nginx.conf"
         self.conf_path.write_text(self.config_text)
         for s in [sock, *self.redirect_socks]:
             s.close()
-        self.proc = await asyncio.create_subprocess_exec(
-            exe, "-p", self.prefix, "-c", str(self.conf_path), "-e", "stderr",
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        self._drain = asyncio.ensure_future(self._drain_stderr())
+        # stderr goes to a file, not a pipe: a pipe an orphaned worker still holds open would
+        # make asyncio's proc.wait() wait for ever. Its own session (process group): stop
+        # signals the whole group, workers included. And it dies with labkit (Linux).
+        self._errlog = Path(self.prefix) / "stderr.log"
+        with open(self._errlog, "wb") as errf:
+            self.proc = await asyncio.create_subprocess_exec(
+                exe, "-p", self.prefix, "-c", str(self.conf_path), "-e", "stderr",
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=errf, start_new_session=True, preexec_fn=_die_with_parent())
+        self._drain = asyncio.ensure_future(self._follow_log())
         try:
             await self._wait_ready([port, *redirect_ports])
         except BaseException:
             await self.stop()
             raise
 
-    async def _drain_stderr(self) -> None:
-        """nginx logs to stderr: read it continuously (a full pipe would block nginx) into the
-        lab log, keeping the tail for error messages."""
-        assert self.proc is not None and self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
+    async def _follow_log(self) -> None:
+        """nginx logs to stderr (a file): follow it into the lab log, keeping the tail for
+        error messages."""
+        while True:
+            self._read_log()
+            await asyncio.sleep(0.2)
+
+    def log_tail(self) -> list[str]:
+        """nginx's latest error-log lines (read now, not at the next poll)."""
+        self._read_log()
+        return list(self.stderr_tail)
+
+    def _read_log(self) -> None:
+        if self._errlog is None:
+            return
+        try:
+            with open(self._errlog, "rb") as f:
+                f.seek(self._errpos)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # whole lines only; a partial one waits for the next read
+        self._errpos += end
+        for line in data[:end].splitlines():
             text = line.decode(errors="replace").rstrip()
             self.stderr_tail.append(text)
             log.info("nginx: %s", text)
@@ -327,7 +394,7 @@ class NginxServer:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.returncode is not None:
-                await asyncio.sleep(0.05)  # let the drain task read the last lines
+                self._read_log()
                 err = "\n".join(self.stderr_tail)
                 if "Address already in use" in err:
                     port = next((p for p in ports if f":{p}" in err), ports[0])
@@ -344,14 +411,20 @@ class NginxServer:
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
+        """Graceful, then certain, within a few seconds in every state: SIGQUIT to the whole
+        process group (workers finish within worker_shutdown_timeout), then SIGKILL to whatever
+        of the group is left — an orphaned worker of a master killed earlier included."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGQUIT)
+        if proc is not None:
+            _signal_group(proc.pid, signal.SIGQUIT)
             try:
-                await asyncio.wait_for(proc.wait(), 5)
+                await asyncio.wait_for(proc.wait(), 3)
             except asyncio.TimeoutError:
-                proc.kill()
+                pass
+            _signal_group(proc.pid, signal.SIGKILL)
+            if proc.returncode is None:
                 await proc.wait()
+            self._read_log()
         if self._drain is not None:
             self._drain.cancel()
             await asyncio.gather(self._drain, return_exceptions=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 OWNER = "labkit-owner.pid"
@@ -25,8 +26,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep(prefix: str) -> int:
-    """Remove ``prefix*`` folders whose owner process has exited. Returns how many."""
+def sweep(prefix: str, before_removing: Callable[[Path], None] | None = None) -> int:
+    """Remove ``prefix*`` folders whose owner process has exited. Returns how many.
+    ``before_removing`` gets each such folder first (to stop what still runs from it)."""
     removed = 0
     for path in Path(tempfile.gettempdir()).glob(prefix + "*"):
         try:
@@ -34,6 +36,8 @@ def sweep(prefix: str) -> int:
         except (OSError, ValueError):
             continue  # not made by this module (or being made right now): leave it
         if pid != os.getpid() and not _alive(pid):
+            if before_removing is not None:
+                before_removing(path)
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed

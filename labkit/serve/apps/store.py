@@ -10,6 +10,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 ROOMS = ("general", "random")
@@ -68,13 +69,24 @@ class Store:
         return token
 
     def user_for(self, cookie_header: str | None) -> str | None:
-        """The user of a request's session cookie, if it carries a valid one."""
+        """The user of a request's session cookie, if it carries a valid one: the first
+        ``labkit_session`` naming a live session wins (a browser sends the cookie of the longest
+        path first, RFC 6265 §5.4). A malformed header never raises; a bad pair is skipped.
+
+        Each ``name=value`` pair goes to :class:`~http.cookies.SimpleCookie` on its own. Given
+        the whole header, it keeps only the last of two sessions, raises ``CookieError`` on one
+        illegal name (``a@b=1``), and drops every pair after a bare word (``junk;``)."""
         if not cookie_header:
             return None
-        for part in cookie_header.split(";"):
-            k, _, v = part.strip().partition("=")
-            if k == SESSION_COOKIE and v in self.sessions:
-                return self.sessions[v]
+        for pair in cookie_header.split(";"):
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(pair)
+            except CookieError:
+                continue
+            morsel = jar.get(SESSION_COOKIE)
+            if morsel is not None and morsel.value in self.sessions:
+                return self.sessions[morsel.value]
         return None
 
     def post(self, room: str, user: str, text: str) -> dict[str, Any]:
