@@ -274,11 +274,13 @@ async def splice_websocket(request: web.Request, *, upstream: str, name: str, ho
         await splice.done
         await asyncio.sleep(0.05)  # let a close frame in flight get through
     finally:
-        await splice.aclose()
+        # Close first, synchronously: a second cancellation (the server shutting down) may
+        # interrupt the await below, and must not leave a transport open.
         track(splice, splice)
         transport.close()
         if not splice.down.is_closing():
             splice.down.close()
+        await splice.aclose()
     return resp
 
 
