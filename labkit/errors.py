@@ -77,6 +77,22 @@ class CAFileMissingError(LabError):
 
 
 @dataclass
+class UnsafeFolderError(LabError):
+    """The lab state folder (or its pki/) can be written by other users: anyone on the machine
+    could swap the lab CA that the lab's browser trusts."""
+
+    path: str
+    mode: int
+
+    def __str__(self) -> str:
+        return (
+            f"the lab state folder {self.path} can be written by other users (mode "
+            f"{self.mode:o}), so another user could swap the lab CA. labkit will not load a CA "
+            f"from it. Run: chmod 700 {self.path}  (or set LABKIT_HOME to a private folder)."
+        )
+
+
+@dataclass
 class UnknownScenarioError(LabError):
     name: str
     known: Sequence[str] = field(default_factory=list)

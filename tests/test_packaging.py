@@ -120,6 +120,7 @@ PINNED_ALL = [
     "TopologyError",
     "UnknownHostError",
     "UnknownScenarioError",
+    "UnsafeFolderError",
     "UpstreamAddressError",
     "UpstreamCAMissingError",
     "VisitInterruptedError",

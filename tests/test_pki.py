@@ -262,3 +262,28 @@ def test_client_context_trusts_the_lab_ca_only(fresh_home: Path) -> None:
     assert rogue_ca.public_bytes(Encoding.DER) not in trusted
     orgs = [a.value for a in lab_ca.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
     assert orgs == ["labkit"]
+
+
+def test_the_lab_state_folder_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    old = os.umask(0)
+    try:
+        LabPKI(home).ensure()
+    finally:
+        os.umask(old)
+    assert home.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_ca_in_a_folder_others_can_write_is_refused(tmp_path: Path) -> None:
+    from labkit import UnsafeFolderError
+
+    home = tmp_path / "state"
+    LabPKI(home).ensure()
+    assert LabPKI(home).ensure().status == "loaded"  # the twin: a private folder loads
+    os.chmod(home, 0o777)
+    with pytest.raises(UnsafeFolderError, match=r"can be written by other users \(mode 777\)"):
+        LabPKI(home).ensure()
+    os.chmod(home, 0o700)
+    os.chmod(home / "pki", 0o775)
+    with pytest.raises(UnsafeFolderError, match="chmod 700"):
+        LabPKI(home).ensure()

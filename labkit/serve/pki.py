@@ -29,7 +29,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ..errors import CAFileMissingError
+from ..errors import CAFileMissingError, UnsafeFolderError
 from ..model.deployment import LAB_NAMES, WRONG_NAMES
 
 log = logging.getLogger("labkit.pki")
@@ -108,6 +108,7 @@ class LabPKI:
         """Load the persisted CA; create it if absent; replace it (with a message) if damaged."""
         if self._ca is not None:
             return self
+        self._check_private()
         problem = self._problem()
         if problem is None:
             self._load()
@@ -139,6 +140,16 @@ class LabPKI:
     def ca_digest(self) -> str:
         """SHA-256 of the CA certificate: what a browser's trust was built from."""
         return _digest(self.ca_pem)
+
+    def _check_private(self) -> None:
+        """The lab state folder is created 0700 whatever the umask, and a CA is never loaded
+        from a folder other users can write (they could have swapped it)."""
+        if not self.home.exists():
+            self.home.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.chmod(self.home, 0o700)  # mkdir's mode is masked by the umask; be explicit
+        for folder in (self.home, self.dir):
+            if folder.exists() and folder.stat().st_mode & 0o022:
+                raise UnsafeFolderError(str(folder), folder.stat().st_mode & 0o777)
 
     def _problem(self) -> str | None:
         """Why the folder cannot be used, ``"absent"`` if there is none, or None if it is fine."""
