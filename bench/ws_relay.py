@@ -364,7 +364,16 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve_echo())
         return 0
     if args.serve == "proxy":
-        asyncio.run(serve_proxy(args.upstream, args.unlimited))
+        # The loop labkit's own thread runs (uvloop where installed; LABKIT_LOOP=asyncio to
+        # compare with the standard loop).
+        from labkit import runtime
+
+        if runtime.loop_kind() == "uvloop":
+            import uvloop
+
+            uvloop.run(serve_proxy(args.upstream, args.unlimited))
+        else:
+            asyncio.run(serve_proxy(args.upstream, args.unlimited))
         return 0
 
     home = tempfile.mkdtemp(prefix="labkit-bench-")

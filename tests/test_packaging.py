@@ -57,7 +57,10 @@ def environment_pip_list(text: str) -> list[str]:
         if indent <= pip_indent:
             break  # the pip block ended
         assert item.startswith("- "), f"unexpected line in the pip list: {raw!r}"
-        entries.append(item[2:].strip().strip("'\""))
+        entry = item[2:].strip()
+        if len(entry) > 1 and entry[0] == entry[-1] and entry[0] in "'\"":
+            entry = entry[1:-1]  # a quoted YAML scalar; quotes inside (markers) are kept
+        entries.append(entry)
     return entries
 
 

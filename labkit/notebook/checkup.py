@@ -13,7 +13,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 
-from .. import system
+from .. import runtime, system
 from ..serve.pki import LabPKI, default_home
 
 PACKAGES = ("aiohttp", "websockets", "trustme", "playwright", "python-socketio", "jupyterlab",
@@ -65,6 +65,10 @@ def checks() -> list[Check]:
     nginx = shutil.which("nginx")
     out.append(Check("nginx", bool(nginx), _version([nginx, "-v"]) if nginx else "not found",
                      system.install_command(["nginx"])))
+    kind = runtime.loop_kind()
+    out.append(Check("event loop", True,
+                     f"{kind} runs labkit's servers" + ("" if kind == "uvloop" else
+                                                        " (uvloop not installed: a bit slower)")))
     out.append(_leftovers_check())
     out.append(_port_check())
     out.append(_files_check())
