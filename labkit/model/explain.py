@@ -80,6 +80,17 @@ def _tls(d: Deployment, service: str, url: str) -> Prediction | None:
     return policy.tls_check(host, cert.names, trusted=cert.trusted)
 
 
+def _before_any_byte(d: Deployment, page_origin: str, service: str, url: str
+                     ) -> Prediction | None:
+    """What the browser decides before a request reaches any server: mixed content first (the
+    request is never sent), then the TLS handshake with ``service``. None: it goes through."""
+    mixed = policy.mixed_content_check(page_origin + "/", url)
+    if not mixed.ok:
+        return mixed
+    tls = _tls(d, service, url)
+    return tls if tls is not None and not tls.ok else None
+
+
 @dataclass
 class _Response:
     status: int
@@ -155,12 +166,9 @@ class _Walk:
         else:
             assert page.api is not None  # validate() refuses API steps without an API
             entry, url = page.api, d.origin(page.api) + path
-        mixed = policy.mixed_content_check(page_origin + "/", url)
-        if not mixed.ok:
-            return mixed
-        tls = _tls(d, entry, url)
-        if tls is not None and not tls.ok:
-            return tls
+        refused = _before_any_byte(d, page_origin, entry, url)
+        if refused is not None:
+            return refused
         host = (urlsplit(url).hostname or "").lower()
         a = d.answer(entry, path, host=host)
         same = policy.same_origin(page_origin, url)
@@ -204,14 +212,10 @@ class _Walk:
         assert url is not None  # validate() refuses socket steps without a socket
         entry = landing if page.same_origin else page.ws
         assert entry is not None
-        mixed = policy.mixed_content_check(page_origin + "/", url)
-        if not mixed.ok:
-            return mixed
-        scheme = urlsplit(url).scheme
-        tls = _tls(d, entry, url)
-        if tls is not None and not tls.ok:
-            return tls
-        if scheme == "ws" and d.listener(entry).tls:
+        refused = _before_any_byte(d, page_origin, entry, url)
+        if refused is not None:
+            return refused
+        if urlsplit(url).scheme == "ws" and d.listener(entry).tls:
             if d.listener(entry).kind == "nginx":
                 # nginx answers a plain request on its TLS port instead of hanging up.
                 return _http_error(400, "nginx: the plain HTTP request was sent to HTTPS port",
@@ -251,12 +255,9 @@ class _Walk:
         sio = d.page(page_svc).sio
         assert sio is not None
         url = d.origin(sio) + "/socket.io/?EIO=4&transport=polling"
-        mixed = policy.mixed_content_check(page_origin + "/", url)
-        if not mixed.ok:
-            return mixed
-        tls = _tls(d, sio, url)
-        if tls is not None and not tls.ok:
-            return tls
+        refused = _before_any_byte(d, page_origin, sio, url)
+        if refused is not None:
+            return refused
         # python-socketio: no cors_allowed_origins means "same origin only"; a refused origin
         # gets 400 without Access-Control-Allow-Origin, which the browser reports as CORS.
         allowed = d.chat_origins(sio) or (d.origin(sio),)
