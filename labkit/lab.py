@@ -226,10 +226,8 @@ class Lab:
             # Built whole, then swapped in: a cell reading lab.services from its own thread never
             # iterates a dict this loop is still filling.
             self._info = {li.name: ServiceInfo(
-                li.name, li.kind, li.host, li.port, li.tls,
-                "wss" if li.kind == "chat" and li.tls else ("ws" if li.kind == "chat"
-                                                            else li.scheme),
-                deployment.service_url(li.name), li.origin)
+                li.name, li.kind, li.host, li.port, li.tls, li.service_scheme, li.service_url,
+                li.origin)
                 for li in deployment.listeners.values()}
             self._deployment = deployment
             for svc in self.topology.services:

@@ -83,6 +83,16 @@ class Listener:
     def url(self, path: str = "") -> str:
         return self.origin + path
 
+    @property
+    def service_scheme(self) -> str:
+        """The scheme a participant is shown: ws/wss for a chat server, else http/https."""
+        return ("wss" if self.tls else "ws") if self.kind == "chat" else self.scheme
+
+    @property
+    def service_url(self) -> str:
+        """The URL a participant is shown: a chat server's socket, else the origin."""
+        return self.ws_url() if self.kind == "chat" else self.origin
+
     def ws_url(self, path: str = "/ws", scheme: str | None = None) -> str:
         """``ws://`` or ``wss://`` for ``path`` here; ``scheme`` forces one (the lessons where
         the page gets it wrong)."""
@@ -133,8 +143,7 @@ class Deployment:
 
     def service_url(self, name: str) -> str:
         """The URL a participant is shown for ``name``: a chat server's socket, else its origin."""
-        li = self.listener(name)
-        return li.ws_url() if li.kind == "chat" else li.origin
+        return self.listener(name).service_url
 
     def allowlist(self, entries: Sequence[str]) -> tuple[str, ...]:
         """Allow-list entries as the origins a browser sends: a service name means that

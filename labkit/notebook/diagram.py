@@ -48,10 +48,11 @@ def _edge_colour(states: list[str]) -> str:
 
 
 def edges(topology: Topology, visit: str = "web", obs: Observation | None = None,
-          reason: str | None = None, ports: dict[str, int] | None = None) -> list[Edge]:
+          reason: str | None = None, ports: dict[str, int] | None = None, *,
+          deployment: Deployment | None = None) -> list[Edge]:
     """Who talks to whom, and how it went."""
     visited = topology.service(visit)
-    d = Deployment.plan(topology, ports)
+    d = deployment or Deployment.plan(topology, ports)
     page_host = d.landing(visit)
     out: list[Edge] = []
     nav = RED if obs is not None and obs.navigation_error else (GREEN if obs else GREY)
@@ -110,8 +111,8 @@ def _depths(topology: Topology, es: list[Edge]) -> dict[str, int]:
     return depth
 
 
-def _label(s: Service, ports: dict[str, int]) -> tuple[str, str]:
-    li = Deployment.plan(Topology(s.name, (s,)), ports).listener(s.name)
+def _label(s: Service, d: Deployment, ports: dict[str, int]) -> tuple[str, str]:
+    li = d.listener(s.name)
     where = li.ws_url("") if s.kind == "chat" else li.origin
     if not (ports.get(s.name) or s.port):  # a placeholder: the real port comes at start
         where = where.removesuffix(f":{li.port}") + ":<port>"
@@ -123,7 +124,8 @@ def render(topology: Topology, *, visit: str = "web", ports: dict[str, int] | No
            client: str = "browser") -> str:
     """The topology as an SVG picture (``ports``: service -> real port, when the lab runs)."""
     ports = ports or {}
-    es = edges(topology, visit, obs, reason, ports)
+    plan = Deployment.plan(topology, ports)  # one set of addresses for arrows and boxes alike
+    es = edges(topology, visit, obs, reason, ports, deployment=plan)
     depth = _depths(topology, es)
     cols: dict[int, list[str]] = {}
     for name in ["browser", *[s.name for s in topology.services]]:
@@ -168,7 +170,7 @@ def render(topology: Topology, *, visit: str = "web", ports: dict[str, int] | No
         else:
             s = topology.service(name)
             head = f"{name} ({s.kind})"
-            where, sub = _label(s, ports)
+            where, sub = _label(s, plan, ports)
             fill = PROXY_FILL if s.kind in ("proxy", "nginx", "redirect") else SERVICE_FILL
         parts.append(f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="6" '
                      f'fill="{fill}" stroke="{STROKE}"/>')
