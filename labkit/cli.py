@@ -67,8 +67,8 @@ def cmd_tour(args: argparse.Namespace) -> int:
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     browser = Browser()
     try:
-        results = runner.tour(selected, progress=progress, browser=browser,
-                            screenshots=Path(args.screenshots) if args.screenshots else None)
+        results = runner.tour(selected, progress=progress, browser=browser, concurrency=args.jobs,
+                              screenshots=Path(args.screenshots) if args.screenshots else None)
         version = browser.version
     finally:
         browser.stop()
@@ -82,6 +82,22 @@ def cmd_tour(args: argparse.Namespace) -> int:
         for r in bad:
             print(f"  MISMATCH {r.name}: {'; '.join(r.problems)}")
     return 0 if all(r.ok for r in results) else 1
+
+
+def runner_concurrency() -> int:
+    from .notebook.runner import TOUR_CONCURRENCY
+
+    return TOUR_CONCURRENCY
+
+
+def _jobs(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--jobs takes a whole number of 1 or more, not {text!r}")
+    return n
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -106,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--json", action="store_true", help="print one JSON object")
     tr.add_argument("--screenshots", metavar="DIR", help="save a PNG per scenario into DIR")
     tr.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    tr.add_argument("--jobs", type=_jobs, default=runner_concurrency(), metavar="N",
+                    help="scenarios run at once in the one browser (default: %(default)s)")
     tr.set_defaults(func=cmd_tour)
     doc = sub.add_parser("doctor", help="check this machine for everything the lab needs")
     doc.set_defaults(func=cmd_doctor)

@@ -5,6 +5,7 @@ both run here, so a fix that stopped fixing and a failure that stopped failing a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -138,7 +139,23 @@ def test_tour_json_and_exit_status() -> None:
     assert set(first) == {"name", "expected", "observed", "reason", "rule", "ok", "messages"}
     assert first["ok"] and first["reason"] == "cors"
     assert any("has been blocked by CORS policy" in m for m in first["messages"])
-    assert "[1/2] cors-port-mismatch" in out.stderr  # progress, kept off stdout
+    # Progress, kept off stdout; both run at once, so either may finish first.
+    assert re.search(r"\[[12]/2\] cors-port-mismatch", out.stderr), out.stderr
+
+
+@pytest.mark.browser
+def test_tour_one_at_a_time_reports_in_catalogue_order() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "labkit", "tour", "--jobs", "1", "--scenario", "mixed-content-ws",
+         "--scenario", "server-to-server"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.index("[1/2] mixed-content-ws") < out.stderr.index("[2/2] server-to-server")
+
+
+def test_tour_refuses_zero_jobs() -> None:
+    out = subprocess.run([sys.executable, "-m", "labkit", "tour", "--jobs", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--jobs takes a whole number of 1 or more" in out.stderr
 
 
 @pytest.mark.browser

@@ -7,6 +7,7 @@ A CORS scenario blocked for a certificate reason is a failure, not a pass.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -139,34 +140,65 @@ def run_scenario(scenario: Scenario | str, browser: Browser | None = None) -> Re
     return runtime.run(arun_scenario(scenario, browser))
 
 
+#: Visits run side by side in one browser. A visit spends most of its time waiting (TLS, the
+#: renderer, the servers), so two or three overlap well even on two cores; more only queue for the
+#: CPU (measured in bench/tour.py).
+TOUR_CONCURRENCY = 3
+
+
 def tour(
     selected: Iterable[str] | None = None,
     *,
     progress: Callable[[str], None] | None = None,
     screenshots: Path | None = None,
     browser: Browser | None = None,
+    concurrency: int = TOUR_CONCURRENCY,
 ) -> list[Result]:
-    """Run scenarios (all by default) in one browser, with a progress line per scenario."""
+    """Run scenarios (all by default) in one browser, with a progress line per scenario as each
+    finishes; the results come back in catalogue order. Each scenario has its own lab (its own
+    ports) and its own fresh browser context, so running several at once changes no verdict."""
     chosen = [get(n) for n in (selected or names())]  # unknown names fail before anything starts
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     owned = browser is None
     browser = browser or Browser()
-    results: list[Result] = []
     try:
-        for i, sc in enumerate(chosen, 1):
+        return runtime.run(_atour(chosen, browser, progress, screenshots, concurrency))
+    finally:
+        if owned:
+            browser.stop()
+
+
+@runtime.on_loop
+async def _atour(chosen: list[Scenario], browser: Browser,
+                 progress: Callable[[str], None] | None, screenshots: Path | None,
+                 concurrency: int) -> list[Result]:
+    await browser.astart()  # once, before the workers: they would otherwise race to start it
+    results: dict[str, Result] = {}
+    queue = list(chosen)
+
+    async def worker() -> None:
+        while queue:
+            sc = queue.pop(0)
             t0 = time.perf_counter()
-            r = run_scenario(sc, browser)
-            results.append(r)
+            r = await arun_scenario(sc, browser)
+            results[sc.name] = r
             if screenshots is not None and r.observation.screenshot:
                 screenshots.mkdir(parents=True, exist_ok=True)
                 (screenshots / f"{sc.name}.png").write_bytes(r.observation.screenshot)
             if progress:
                 mark = "ok" if r.ok else "MISMATCH"
-                progress(f"[{i}/{len(chosen)}] {sc.name:28} {str(r.verdict):30} {mark:8} "
-                         f"{time.perf_counter() - t0:.1f}s")
-    finally:
-        if owned:
-            browser.stop()
-    return results
+                progress(f"[{len(results)}/{len(chosen)}] {sc.name:28} {str(r.verdict):30} "
+                         f"{mark:8} {time.perf_counter() - t0:.1f}s")
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(chosen)))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:  # one worker failed (or Ctrl-C): the others stop and stop their labs too
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [results[sc.name] for sc in chosen]
 
 
 def table(results: Sequence[Result]) -> str:

@@ -55,6 +55,10 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--host-resolver-rules=MAP *.lab.test 127.0.0.1",
+    # Chromium keeps a spare renderer warm for the next navigation, but only for the context it
+    # was made in; every visit here is a fresh context, so each spare was started and thrown
+    # away (about 10% of the tour's CPU, bench/tour.py). labkit warms its own spare context.
+    "--disable-features=SpareRendererForSitePerProcess",
 )
 
 #: Records every WebSocket the page opens — URL, opened, close code and reason, constructor error —
@@ -367,7 +371,7 @@ class Browser:
                         redirects.insert(0, req.url)
                         req = req.redirected_from
                 if not _is_error_answer(resp):
-                    await page.wait_for_function(_DONE, timeout=timeout * 1000)
+                    await _wait_done(page, timeout)
             except Exception as e:  # navigation failures are observations, not crashes
                 nav_error = _nav_error(str(e))
             steps_raw = await _safe_eval(page, _READ_STEPS, {})
@@ -429,7 +433,7 @@ async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:
         try:
             resp = await page.goto(url, timeout=timeout * 1000)
             if not _is_error_answer(resp):
-                await page.wait_for_function(_DONE, timeout=timeout * 1000)
+                await _wait_done(page, timeout)
         except Exception as e:  # a page visited first that fails (certificate, refused) ran
             if not context.browser or not context.browser.is_connected():  # no step: say so
                 raise
@@ -440,8 +444,25 @@ async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:
         await page.close()
 
 
-#: labkit's page sets this once its last step has settled.
-_DONE = "document.documentElement.dataset.done === 'true'"
+#: labkit's page sets ``data-done="true"`` on <html> once its last step has settled. A promise
+#: resolved by a MutationObserver, rather than Playwright's ``wait_for_function``: that one loads
+#: Playwright's injected script (about 1 MB of JavaScript) into every fresh renderer, which cost
+#: more CPU than the whole page on a two-core machine (bench/tour.py).
+_WAIT_DONE = """() => new Promise((resolve) => {
+  const root = document.documentElement;
+  if (root.dataset.done === "true") return resolve(true);
+  new MutationObserver((_, observer) => {
+    if (root.dataset.done === "true") { observer.disconnect(); resolve(true); }
+  }).observe(root, { attributes: true, attributeFilter: ["data-done"] });
+})"""
+
+
+async def _wait_done(page: Any, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(page.evaluate(_WAIT_DONE), timeout)
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"Timeout {timeout * 1000:.0f}ms exceeded waiting for the page's "
+                           "steps") from None
 
 
 def _is_error_answer(resp: Any) -> bool:
