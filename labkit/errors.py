@@ -48,7 +48,8 @@ class UnknownHostError(LabError):
         return (
             f"host name '{self.host}'{where} is not a lab name. labkit only serves names it can "
             f"resolve without touching /etc/hosts and has certificates for: localhost, 127.0.0.1, "
-            f"::1, or a name ending in .lab.test (e.g. app.lab.test)."
+            f"::1, a name ending in .lab.test (e.g. app.lab.test), or evil-lab.test (another site, "
+            f"for cross-site lessons)."
         )
 
 

@@ -307,7 +307,8 @@ class Lab:
             if self.topology.page_for(svc.name).sio:
                 check_socketio_client()  # fail at start, with the fix, not in the browser later
             return AiohttpServer(web_app.make_app(
-                svc.name, self.store, lambda: self.page_config(svc.name)))
+                svc.name, self.store, lambda: self.page_config(svc.name),
+                d.page_headers(svc.name)))
         if svc.kind == "socketio":
             from .serve.apps import (
                 sio as sio_app,  # socket.io pulls in requests & co: only when used
@@ -317,7 +318,8 @@ class Lab:
                                                   d.chat_origins(svc.name)))
         if svc.kind == "api":
             return AiohttpServer(api_app.make_app(svc.name, self.store, svc.cors,
-                                                  d.cors_origins(svc.name)))
+                                                  d.cors_origins(svc.name),
+                                                  https_only=svc.https_only))
         if svc.kind == "chat":
             return ChatServer(svc.name, self.store, d.chat_origins(svc.name))
         if svc.kind == "proxy":
@@ -350,7 +352,8 @@ class Lab:
         # X-Forwarded-Proto says what the browser's side of this listener really is: a plain
         # proxy claiming https would make the API set a Secure cookie the browser then drops.
         return ProxyConfig(name=name, routes=svc.routes, upstreams=d.upstreams(name),
-                           hosts=d.proxy_hosts(name), proto=d.listener(name).scheme,
+                           hosts=d.proxy_hosts(name),
+                           proto=d.listener(name).scheme if svc.forwarded_proto else None,
                            idle_timeout=svc.idle_timeout,
                            upstream_ssl=self.pki.client_context())
 

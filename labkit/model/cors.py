@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-MODES = ("none", "allowlist", "wildcard")
+MODES = ("none", "allowlist", "wildcard", "reflect")
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,11 @@ class CorsPolicy:
     """How the API answers cross-origin requests.
 
     mode:        ``none`` (no CORS headers: the story's bug), ``allowlist`` (echo an allowed
-                 origin), ``wildcard`` (``*``).
-    origins:     for ``allowlist``: origins (``https://localhost:8443``) or names of lab services
-                 whose origin is meant (``web``), resolved when the lab starts.
+                 origin), ``wildcard`` (``*``), ``reflect`` (echo *any* Origin, ``null`` too:
+                 the copied "fix" that lets every origin read).
+    origins:     for ``allowlist``: origins (``https://localhost:8443``), ``null`` (the origin of
+                 sandboxed frames and ``data:`` pages), or names of lab services whose origin is
+                 meant (``web``), resolved when the lab starts.
     credentials: also send ``Access-Control-Allow-Credentials: true``.
     preflight:   answer ``OPTIONS`` preflights; when False they get 405 with no CORS headers.
     """
@@ -46,7 +48,8 @@ class CorsPolicy:
     def describe(self) -> str:
         if self.mode == "none":
             return "no CORS headers"
-        what = "ACAO: *" if self.mode == "wildcard" else "ACAO: " + " | ".join(self.origins)
+        what = {"wildcard": "ACAO: *", "reflect": "ACAO: echoes any Origin"}.get(
+            self.mode, "ACAO: " + " | ".join(self.origins))
         if self.credentials:
             what += ", credentials"
         if not self.preflight:
@@ -75,8 +78,9 @@ def response_headers(
     out: dict[str, str] = {}
     if policy.mode == "wildcard":
         out["Access-Control-Allow-Origin"] = "*"
-    elif origin in allowed_origins:
+    elif policy.mode == "reflect" or origin in allowed_origins:
         out["Access-Control-Allow-Origin"] = origin
+        # The answer depends on Origin: a shared cache must not serve one origin's to another.
         out["Vary"] = "Origin"
     else:
         return {}

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .policy import Origin, parse_origin, tls_check
+from .policy import OPAQUE, Origin, parse_origin, tls_check
 from .routing import match
 from .topology import PAGE_KINDS, PROXY_KINDS, Page, Service, Topology
 
@@ -25,8 +25,10 @@ from .topology import PAGE_KINDS, PROXY_KINDS, Page, Service, Topology
 #: well as the wildcard, so a reader of the certificate sees the story's hosts.
 LAB_NAMES: tuple[str, ...] = (
     "localhost", "127.0.0.1", "::1", "*.lab.test",
-    "app.lab.test", "api.lab.test", "ws.lab.test", "evil.lab.test",
+    "app.lab.test", "api.lab.test", "ws.lab.test", "evil.lab.test", "evil-lab.test",
 )
+#: The shape a managed certificate usually has: one wildcard, one label deep (RFC 6125 §6.4.3).
+WILDCARD_NAMES: tuple[str, ...] = ("*.lab.test",)
 #: A lab-CA certificate that deliberately does not name the story's hosts (wss-name-mismatch).
 WRONG_NAMES: tuple[str, ...] = ("wrong.lab.test",)
 _PLACEHOLDER_BASE = 20000
@@ -36,14 +38,15 @@ _PLACEHOLDER_BASE = 20000
 class Certificate:
     """What a TLS listener presents: the names it covers and whether the browser trusts its CA."""
 
-    kind: str  # "lab" | "rogue" | "wrong-name" | "own"
+    kind: str  # "lab" | "rogue" | "wrong-name" | "own" | "wildcard"
     names: tuple[str, ...]
     trusted: bool
 
     def describe(self, host: str) -> str:
         return {"lab": "lab cert", "own": f"cert for {host} only",
                 "rogue": "cert from a rogue CA",
-                "wrong-name": "cert for " + ", ".join(self.names)}[self.kind]
+                "wrong-name": "cert for " + ", ".join(self.names),
+                "wildcard": "cert for *.lab.test only"}[self.kind]
 
 
 def certificate(svc: Service) -> Certificate | None:
@@ -52,7 +55,7 @@ def certificate(svc: Service) -> Certificate | None:
     if not svc.tls:
         return None
     names = {"lab": LAB_NAMES, "rogue": LAB_NAMES, "wrong-name": WRONG_NAMES,
-             "own": (svc.host.lower(),)}[svc.cert]
+             "own": (svc.host.lower(),), "wildcard": WILDCARD_NAMES}[svc.cert]
     return Certificate(svc.cert, names, trusted=svc.cert != "rogue")
 
 
@@ -149,7 +152,8 @@ class Deployment:
         """Allow-list entries as the origins a browser sends: a service name means that
         service's origin; an origin is normalised (lower-case host, default port dropped), as
         browsers serialize it — so ``https://APP.lab.test:8443`` matches what Chromium sends."""
-        return tuple(str(parse_origin(e)) if "://" in e else self.origin(e) for e in entries)
+        return tuple(e if e == OPAQUE else str(parse_origin(e)) if "://" in e else self.origin(e)
+                     for e in entries)
 
     def chat_origins(self, name: str) -> tuple[str, ...] | None:
         """A chat or socket.io server's Origin allow-list (None: no check / library default)."""
@@ -252,8 +256,19 @@ class Deployment:
             "title": title, "api": api, "ws": ws, "steps": list(p.steps),
             "credentials": p.credentials, "sio": self.origin(p.sio) if p.sio else None,
             "ws_scheme": p.ws_scheme, "user": p.user, "room": p.room,
-            "message": f"hello from {p.user}",
+            "message": f"hello from {p.user}", "sandboxed": p.sandboxed,
         }
+
+    def page_headers(self, page_service: str) -> dict[str, str]:
+        """What the server of a page sends with it besides the page: HSTS (RFC 6797 §6.1, only
+        honoured over TLS) and CSP's upgrade-insecure-requests (Upgrade Insecure Requests §3)."""
+        svc = self.topology.service(page_service)
+        out = {}
+        if svc.hsts:
+            out["Strict-Transport-Security"] = "max-age=600"
+        if svc.upgrade_insecure:
+            out["Content-Security-Policy"] = "upgrade-insecure-requests"
+        return out
 
     def socket_url(self, page_service: str, page_origin: str) -> str | None:
         """The socket URL the page opens, absolute (a relative ``/ws`` resolves against the page

@@ -20,13 +20,14 @@ from . import policy
 from .cookies import Cookie, Jar, login_cookie, why_not_sent, why_not_stored
 from .cors import CorsPolicy, is_preflight, response_headers
 from .deployment import Answer, Deployment
-from .policy import Prediction
+from .policy import OPAQUE, Prediction
 from .scenarios import Scenario, get
 from .topology import API_STEPS, PAGE_KINDS, Topology
 
 _HTTP = "RFC 9110 §15: the server answered with an error status"
+_REDIRECTS = "Fetch Standard: HTTP-redirect fetch (#http-redirect-fetch): at most 20 redirects"
 _WS_PATHS = ("/ws", "/")  # what labkit's chat server serves (apps/chat.py PATHS)
-_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+_STATUS_TEXT = {308: "Permanent Redirect", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
                 421: "Misdirected Request", 426: "Upgrade Required", 502: "Bad Gateway"}
 
 
@@ -37,8 +38,8 @@ class Explanation:
     reason: str | None
     rule: str
     checks: tuple[tuple[str, Prediction], ...]
-    #: Who the chat server takes the visited page's last opened socket for (the session cookie
-    #: the browser attaches), or None: no cookie, or no socket opened.
+    #: Who the servers take the visited page for, last: the session cookie the browser attaches
+    #: to an accepted chat socket or an answered /api/whoami; None: no cookie, or no such request.
     session: str | None = None
     #: The cookies the browser holds at the end of the visit (from logins, this page's or the
     #: ``before`` pages'), with their attributes.
@@ -76,19 +77,19 @@ def _tls(d: Deployment, service: str, url: str) -> Prediction | None:
     cert = d.certificate(service)
     host = (urlsplit(url).hostname or "").lower()
     if cert is None:
-        return policy.tls_check(host, None)
+        p = policy.tls_check(host, None)
+        if d.topology.service(service).kind == "chat":
+            # What Chromium reports depends on the plain server: an HTTP server answers the
+            # ClientHello with text (ERR_SSL_PROTOCOL_ERROR); the websockets chat server hangs up.
+            p = Prediction(p.outcome, p.reason, p.rule, "net::ERR_CONNECTION_CLOSED")
+        return p
     return policy.tls_check(host, cert.names, trusted=cert.trusted)
 
 
-def _before_any_byte(d: Deployment, page_origin: str, service: str, url: str
-                     ) -> Prediction | None:
-    """What the browser decides before a request reaches any server: mixed content first (the
-    request is never sent), then the TLS handshake with ``service``. None: it goes through."""
-    mixed = policy.mixed_content_check(page_origin + "/", url)
-    if not mixed.ok:
-        return mixed
-    tls = _tls(d, service, url)
-    return tls if tls is not None and not tls.ok else None
+def _upgrade(url: str) -> str:
+    """http→https, ws→wss, the port kept (Upgrade Insecure Requests §4.1; RFC 6797 §8.3)."""
+    scheme, rest = url.split(":", 1)
+    return {"http": "https", "ws": "wss"}.get(scheme, scheme) + ":" + rest
 
 
 @dataclass
@@ -97,12 +98,27 @@ class _Response:
     headers: dict[str, str]
 
 
+def _believed_https(d: Deployment, a: Answer) -> bool:
+    """Whether the API believes the browser used https: its own listener's TLS when called
+    directly; behind proxies, what the last one says in X-Forwarded-Proto (nothing: http)."""
+    if not a.via:
+        return d.listener(a.service or "").tls
+    proxy = d.topology.service(a.via[-1])
+    return proxy.forwarded_proto and d.listener(proxy.name).tls
+
+
 def _http_answer(d: Deployment, a: Answer, method: str, path: str, origin: str | None,
-                 headers: Mapping[str, str]) -> _Response:
+                 headers: Mapping[str, str], url: str = "") -> _Response:
     """The status and CORS headers a request gets from whoever answers it (apps/*.py)."""
     if a.status is not None or a.service is None:
         return _Response(a.status or 502, {})
     svc = d.topology.service(a.service)
+    if svc.kind == "redirect":
+        return _Response(308, {})
+    if svc.kind == "api" and svc.https_only and not _believed_https(d, a):
+        # apps/api.py: to https on the Host the request carried (the browser's), no CORS headers
+        parts = urlsplit(url)
+        return _Response(308, {"Location": f"https://{parts.netloc}{path}"})
     if svc.kind == "api":
         cors: CorsPolicy = svc.cors
         allowed = list(d.cors_origins(svc.name))
@@ -129,12 +145,33 @@ def _http_answer(d: Deployment, a: Answer, method: str, path: str, origin: str |
 
 
 class _Walk:
-    """One browser context walking pages: the deployment, and the cookie jar it carries."""
+    """One browser context walking pages: the deployment, and the cookie jar and HSTS hosts it
+    carries."""
 
     def __init__(self, d: Deployment) -> None:
         self.d = d
         self.jar = Jar()
         self.session: str | None = None
+        #: Hosts that sent Strict-Transport-Security over valid TLS (RFC 6797 §8.1): every port.
+        self.hsts: set[str] = set()
+
+    def reach(self, page_svc: str, page_origin: str, service: str, url: str
+              ) -> tuple[Prediction | None, str]:
+        """What the browser decides before a request reaches any server, and the URL it really
+        fetches: the page's CSP upgrade-insecure-requests rewrites http/ws first (Upgrade
+        Insecure Requests §4.1, before Fetch's mixed-content check), then mixed content blocks
+        (the request is never sent), then a known HSTS host is upgraded (Chromium does that in
+        the network stack, after the mixed-content check), then the TLS handshake with
+        ``service``."""
+        if self.d.topology.service(page_svc).upgrade_insecure:
+            url = _upgrade(url)
+        mixed = policy.mixed_content_check(page_origin + "/", url)
+        if not mixed.ok:
+            return mixed, url
+        if (urlsplit(url).hostname or "").lower() in self.hsts:
+            url = _upgrade(url)
+        tls = _tls(self.d, service, url)
+        return (tls if tls is not None and not tls.ok else None), url
 
     # -- the page load ---------------------------------------------------------------------------
     def load(self, visited: str) -> tuple[str, str | None, Prediction | None]:
@@ -142,6 +179,14 @@ class _Walk:
         d = self.d
         landing = d.landing(visited)
         page_origin = d.page_origin(visited)
+        start = d.origin(visited)
+        if urlsplit(start).scheme == "http" and d.listener(visited).host in self.hsts:
+            # RFC 6797 §8.3: the browser rewrites the navigation itself (same port) and never
+            # sends the plain request; a plain listener then fails the TLS handshake.
+            tls = _tls(d, visited, _upgrade(start) + "/")
+            if tls is not None and not tls.ok:
+                return _upgrade(start), None, tls
+            page_origin, landing = _upgrade(start), visited
         tls = _tls(d, landing, page_origin + "/")
         if tls is not None and not tls.ok:
             return page_origin, None, tls
@@ -154,44 +199,87 @@ class _Walk:
                 "blocked", "http-error", _HTTP,
                 f"the page at {page_origin}/ answered HTTP {resp.status}"
                 + (f" — {a.why}" if a.why else ""))
+        if page_origin.startswith("https:") and d.topology.service(page_svc).hsts:
+            self.hsts.add(host)  # over TLS the browser trusted (a failed one returned above)
         return page_origin, page_svc, None
 
     # -- API steps -------------------------------------------------------------------------------
     def api(self, page_origin: str, landing: str, page_svc: str, step: str) -> Prediction:
         d = self.d
         page = d.page(page_svc)
+        # A sandboxed frame's requests carry Origin: null; its URL (for mixed content) is the
+        # page's own.
+        me = OPAQUE if page.sandboxed else page_origin
         method, headers, path = API_STEPS[step]
         if page.same_origin:
             entry, url = landing, page_origin + path
         else:
             assert page.api is not None  # validate() refuses API steps without an API
             entry, url = page.api, d.origin(page.api) + path
-        refused = _before_any_byte(d, page_origin, entry, url)
+        refused, url = self.reach(page_svc, page_origin, entry, url)
         if refused is not None:
             return refused
         host = (urlsplit(url).hostname or "").lower()
         a = d.answer(entry, path, host=host)
-        same = policy.same_origin(page_origin, url)
-        origin = None if same else page_origin
+        same = policy.same_origin(me, url)
+        origin = None if same else me
         if not same and policy.needs_preflight(method, headers):
             pre = _http_answer(d, a, "OPTIONS", path, origin,
-                               {"Access-Control-Request-Method": method})
-            check = policy.preflight_check(page_origin, method, headers, pre.status, pre.headers,
+                               {"Access-Control-Request-Method": method}, url)
+            if pre.status == 308:
+                return Prediction("blocked", "cors-preflight", policy._PRE,
+                                  policy._PREFLIGHT + "Redirect is not allowed for a preflight "
+                                  "request.")
+            check = policy.preflight_check(me, method, headers, pre.status, pre.headers,
                                            page.credentials)
             if not check.ok:
                 return check
-        resp = _http_answer(d, a, method, path, origin, headers)
+        resp = _http_answer(d, a, method, path, origin, headers, url)
         if step == "login" and a.service is not None and resp.status == 200:
             # apps/api.py: the user name is stripped and cut at 32 characters.
-            self._set_cookie(page_origin, url, a, page.credentials, same, page.user.strip()[:32])
+            self._set_cookie(me, url, a, page.credentials, same, page.user.strip()[:32])
+        if step == "whoami" and a.service is not None and resp.status == 200:
+            # The API answers as whoever's cookie rode along (read even if CORS hides it).
+            sends = page.credentials == "include" or (page.credentials == "same-origin" and same)
+            sent = self.jar.sent(me, url) if sends else []
+            self.session = sent[0].value if sent else None
+        if resp.status == 308:
+            if not same:  # the redirect itself is CORS-checked (Fetch #http-redirect-fetch)
+                cors = policy.cors_check(me, resp.headers, page.credentials)
+                if not cors.ok:
+                    return cors
+            location = resp.headers.get("Location", "")
+            if location == url:  # the API believes http again on every hop (Fetch: 20 at most)
+                return Prediction("blocked", "too-many-redirects", _REDIRECTS,
+                                  f"net::ERR_TOO_MANY_REDIRECTS — {entry} keeps answering 308 "
+                                  f"to {location}: the API never learns the browser used https")
+            tls = _tls(d, entry, location)  # same host and port, now https
+            if tls is not None and not tls.ok:
+                return tls
         if not same:
-            cors = policy.cors_check(page_origin, resp.headers, page.credentials)
+            cors = policy.cors_check(me, resp.headers, page.credentials)
             if not cors.ok:
                 return cors
         if not 200 <= resp.status <= 299:
             return _http_error(resp.status, a.why)
+        if step == "whoami":
+            who = self.session or "a guest"
+            why = ("" if self.session else ": " + self._why_no_cookie(me, url)
+                   if page.credentials == "include" else f": credentials mode "
+                   f"'{page.credentials}'" + (" (cross-origin)" if not same else ""))
+            detail = f"the API answers as {who}{why}"
+            return _allow(cors.rule if not same else "same origin: no CORS check",
+                          (cors.detail + "; " if not same else "") + detail)
         return _allow(cors.rule if not same else "same origin: no CORS check",
                       cors.detail if not same else f"{url} has the page's origin")
+
+    def _why_no_cookie(self, me: str, url: str) -> str:
+        if not self.jar.cookies:
+            return "nothing logged in in this browser"
+        if me == OPAQUE:
+            return ("the request comes from an opaque origin (a sandboxed frame): cross-site, so "
+                    "SameSite=Lax and third-party-cookie blocking keep the cookie off")
+        return "; ".join(sorted({why_not_sent(c, me, url) or "" for c in self.jar.cookies}))
 
     def _set_cookie(self, page_origin: str, url: str, a: Answer, credentials: str, same: bool,
                     user: str) -> None:
@@ -208,11 +296,12 @@ class _Walk:
     def socket(self, page_origin: str, landing: str, page_svc: str) -> Prediction:
         d = self.d
         page = d.page(page_svc)
+        me = OPAQUE if page.sandboxed else page_origin
         url = d.socket_url(page_svc, page_origin)
         assert url is not None  # validate() refuses socket steps without a socket
         entry = landing if page.same_origin else page.ws
         assert entry is not None
-        refused = _before_any_byte(d, page_origin, entry, url)
+        refused, url = self.reach(page_svc, page_origin, entry, url)
         if refused is not None:
             return refused
         if urlsplit(url).scheme == "ws" and d.listener(entry).tls:
@@ -228,45 +317,50 @@ class _Walk:
         if a.status is not None or a.service is None:
             return _http_error(a.status or 502, a.why, websocket=True)
         chat = d.topology.service(a.service)
+        if chat.kind == "redirect":
+            return _http_error(308, f"{chat.name} redirects, and browsers never follow a redirect "
+                               "on a WebSocket handshake (WHATWG WebSockets: the response must "
+                               "be 101)", websocket=True)
         if chat.kind != "chat":
-            status = _http_answer(d, a, "GET", page.ws_path, page_origin, {}).status
+            status = _http_answer(d, a, "GET", page.ws_path, me, {}).status
             return _http_error(status if status != 200 else 404,
                                f"{chat.name} is a {chat.kind} server, not a WebSocket endpoint",
                                websocket=True)
         if page.ws_path.split("?", 1)[0] not in _WS_PATHS:
             return _http_error(404, f"the chat server serves {' and '.join(_WS_PATHS)} only",
                                websocket=True)
-        check = policy.websocket_origin_check(page_origin, d.chat_origins(chat.name))
+        check = policy.websocket_origin_check(me, d.chat_origins(chat.name))
         if not check.ok:
             return check
-        sent = self.jar.sent(page_origin, url)
+        sent = self.jar.sent(me, url)
         self.session = sent[0].value if sent else None
         if sent:
             why = f"the handshake carries the session cookie of {sent[0].value}"
-        elif self.jar.cookies:
-            why = "no session cookie on the handshake: " + "; ".join(
-                sorted({why_not_sent(c, page_origin, url) or "" for c in self.jar.cookies}))
         else:
-            why = "no session cookie on the handshake: nothing logged in in this browser"
+            why = "no session cookie on the handshake: " + self._why_no_cookie(me, url)
         return Prediction(check.outcome, check.reason, check.rule, f"{check.detail}; {why}")
 
     def sio(self, page_origin: str, page_svc: str) -> Prediction:
         d = self.d
-        sio = d.page(page_svc).sio
+        page = d.page(page_svc)
+        me = OPAQUE if page.sandboxed else page_origin
+        sio = page.sio
         assert sio is not None
         url = d.origin(sio) + "/socket.io/?EIO=4&transport=polling"
-        refused = _before_any_byte(d, page_origin, sio, url)
+        refused, url = self.reach(page_svc, page_origin, sio, url)
         if refused is not None:
             return refused
         # python-socketio: no cors_allowed_origins means "same origin only"; a refused origin
         # gets 400 without Access-Control-Allow-Origin, which the browser reports as CORS.
         allowed = d.chat_origins(sio) or (d.origin(sio),)
-        headers = ({"Access-Control-Allow-Origin": page_origin,
+        if policy.same_origin(me, url):
+            return _allow("same origin: no CORS check", f"{url} has the page's origin")
+        headers = ({"Access-Control-Allow-Origin": me,
                     "Access-Control-Allow-Credentials": "true"}
-                   if page_origin in allowed else {})
+                   if me in allowed else {})
         # socket.io's polling XHR does not send credentials by default (withCredentials: false).
         # (Its WebSocket, once polling works, is socket.io's own: no chat session to count.)
-        return policy.cors_check(page_origin, headers, "same-origin")
+        return policy.cors_check(me, headers, "same-origin")
 
     # -- a whole page ----------------------------------------------------------------------------
     def page(self, visited: str) -> list[tuple[str, Prediction]]:

@@ -19,9 +19,15 @@ from ..errors import InvalidOriginError, UnknownHostError
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 LAB_DOMAIN = "lab.test"
+#: Another *site* for the attacker: a different registrable domain than lab.test (RFC 6761
+#: reserves .test, so neither name can exist on the internet).
+CROSS_SITE_DOMAIN = "evil-lab.test"
+#: The origin of a sandboxed frame, a data: page or a redirect across origins: opaque, sent as
+#: ``Origin: null`` (HTML #concept-origin-opaque; RFC 6454 §7.3).
+OPAQUE = "null"
 #: Why a check blocked. An interface: the browser-observation classifier uses the same strings.
 Reason = Literal["cors", "cors-preflight", "cors-credentials", "mixed-content", "cert-authority",
-           "cert-name", "tls-handshake", "origin-rejected", "http-error"]
+           "cert-name", "tls-handshake", "origin-rejected", "http-error", "too-many-redirects"]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 Outcome = Literal["allowed", "blocked"]
 Credentials = Literal["omit", "same-origin", "include"]
@@ -141,7 +147,10 @@ def _origin(x: str | Origin) -> Origin:
 
 
 def same_origin(a: str | Origin, b: str | Origin) -> bool:
-    """Same origin: identical scheme, host and port (HTML §7.5 "same origin")."""
+    """Same origin: identical scheme, host and port (HTML §7.5 "same origin"). An opaque origin
+    (``null``) is same origin with nothing this function is given: each is its own."""
+    if OPAQUE in (a, b):
+        return False
     return _origin(a) == _origin(b)
 
 
@@ -174,6 +183,8 @@ def same_site(a: str | Origin, b: str | Origin) -> bool:
     ws/wss compare as http/https: a WebSocket handshake is fetched with its URL's scheme mapped so
     (WHATWG WebSockets, "establish a WebSocket connection").
     """
+    if OPAQUE in (a, b):  # an opaque origin's site is opaque: cross-site with everything
+        return False
     oa, ob = _origin(a), _origin(b)
     as_fetched = {"ws": "http", "wss": "https"}
     if as_fetched.get(oa.scheme, oa.scheme) != as_fetched.get(ob.scheme, ob.scheme):
@@ -314,7 +325,7 @@ def cors_check(request_origin: str | Origin, response_headers: Mapping[str, str]
     The browser still received it: CORS protects the reader, not the server. Checks run in
     Chromium's order and ``detail`` is its reason sentence (it may append a hint about 'no-cors').
     """
-    origin = str(_origin(request_origin))
+    origin = OPAQUE if request_origin == OPAQUE else str(_origin(request_origin))
     h = _headers(response_headers)
     include = _include(credentials_mode)
     acao = h.get("access-control-allow-origin")
@@ -448,8 +459,11 @@ def check_lab_host(host: str, service: str = "") -> str:
         pass
     else:
         raise UnknownHostError(host, service)
-    if h.endswith("." + LAB_DOMAIN):
-        labels = h[: -len(LAB_DOMAIN) - 1].split(".")
-        if all(_LABEL.match(label) for label in labels):
-            return h
+    if h == CROSS_SITE_DOMAIN:
+        return h
+    for domain in (LAB_DOMAIN, CROSS_SITE_DOMAIN):
+        if h.endswith("." + domain):
+            labels = h[: -len(domain) - 1].split(".")
+            if all(_LABEL.match(label) for label in labels):
+                return h
     raise UnknownHostError(host, service)

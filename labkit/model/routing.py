@@ -74,7 +74,7 @@ def match(routes: Sequence[Route], raw_path: str) -> Route | None:
 
 
 def upstream_headers(headers: Iterable[tuple[str, str]], *, host: str, client_ip: str,
-                     proto: str) -> list[tuple[str, str]]:
+                     proto: str | None) -> list[tuple[str, str]]:
     """Request headers for the upstream: hop-by-hop ones dropped, ``Origin`` and cookies kept
     (the chat server's allow-list and sessions must still work), and the X-Forwarded-* set so the
     backend knows who really called and how (``Host`` keeps the name the browser used)."""
@@ -96,7 +96,7 @@ def upstream_headers(headers: Iterable[tuple[str, str]], *, host: str, client_ip
     out += [
         ("Host", host),
         ("X-Forwarded-For", f"{prior_xff}, {client_ip}" if prior_xff else client_ip),
-        ("X-Forwarded-Proto", proto),
+        *([("X-Forwarded-Proto", proto)] if proto else []),  # None: a proxy that never says
         ("X-Forwarded-Host", host),
     ]
     return out

@@ -16,6 +16,10 @@ from .routing import STORY_ROUTES, Route
 from .topology import Kind, Page, Service, Topology, WsScheme
 
 
+#: ``Scenario.session`` for "the server saw no session cookie": the attack ran, as nobody.
+GUEST = "guest"
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -40,8 +44,9 @@ class Scenario:
     redirected: bool = False
     #: System pieces the scenario needs beyond Python ("nginx").
     needs: tuple[str, ...] = ()
-    #: When set, the chat server must have taken the visited page's socket for this user: the
-    #: proof that a hijack really read as the victim (the socket opening alone proves nothing).
+    #: When set, the servers must have taken the visited page for this user (its chat socket, or
+    #: its /api/whoami): the proof that an attack really read as the victim (the socket opening
+    #: alone proves nothing). :data:`GUEST`: they must have seen no session cookie at all.
     session: str | None = None
 
     def __repr__(self) -> str:
@@ -52,8 +57,10 @@ class Scenario:
 # -- topology builders: hosts are localhost for the CORS family, *.lab.test where names matter --
 def _trio(name: str, *, page: Page, cors: CorsPolicy | None = None, web_host: str = "localhost",
           api: Service | None = None, chat: Service | None = None,
-          extra: tuple[Service, ...] = ()) -> Topology:
-    services = [Service("web", "web", host=web_host)]
+          extra: tuple[Service, ...] = (), hsts: bool = False, upgrade_insecure: bool = False
+          ) -> Topology:
+    services = [Service("web", "web", host=web_host, hsts=hsts,
+                        upgrade_insecure=upgrade_insecure)]
     if api is not None or cors is not None:
         services.append(api or Service("api", "api", cors=cors or CorsPolicy()))
     if chat is not None:
@@ -78,7 +85,8 @@ def _ws(name: str, chat: Service, ws_scheme: WsScheme | None = None,
                  page=Page(api=None, ws="chat", ws_scheme=ws_scheme, steps=("socket", "chat")))
 
 
-def _hijack(name: str, origins: tuple[str, ...] | None) -> Topology:
+def _hijack(name: str, origins: tuple[str, ...] | None, evil_host: str = "evil.lab.test"
+            ) -> Topology:
     # The victim's session cookie comes from a real login on the real page (the API must allow
     # credentials for the page to store it). It is scoped to lab.test, and evil.lab.test is the
     # same *site* as ws.lab.test, so SameSite=Lax does not keep it off the attacker's handshake.
@@ -88,22 +96,41 @@ def _hijack(name: str, origins: tuple[str, ...] | None) -> Topology:
         api=Service("api", "api", host="api.lab.test",
                     cors=CorsPolicy("allowlist", _WEB, credentials=True)),
         chat=Service("chat", "chat", host="ws.lab.test", origins=origins),
-        extra=(Service("evil", "evil", host="evil.lab.test",
+        extra=(Service("evil", "evil", host=evil_host,
                        page=Page(api=None, ws="chat", steps=("steal",))),),
         page=Page(steps=("login", "socket", "chat"), credentials="include"),
     )
 
 
-def _proxied(name: str, *, kind: Kind = "proxy", ws_scheme: WsScheme | None = None) -> Topology:
+def _cookie_read(name: str, cors: CorsPolicy, *, sandboxed: bool = False) -> Topology:
+    """The victim logs in on the real page (app.lab.test; session cookie Domain=lab.test); then
+    a page on evil.lab.test — the same *site* — reads /api/whoami with credentials. With
+    ``sandboxed`` the evil page runs it in a sandboxed frame, whose origin is ``null``."""
+    return Topology(
+        name=name, title=f"labkit messenger — {name}",
+        services=(
+            Service("web", "web", host="app.lab.test"),
+            Service("api", "api", host="api.lab.test", cors=cors),
+            Service("evil", "evil", host="evil.lab.test",
+                    page=Page(api="api", ws=None, steps=("whoami",), credentials="include",
+                              sandboxed=sandboxed)),
+        ),
+        page=Page(ws=None, steps=("login", "whoami"), credentials="include"),
+    )
+
+
+def _proxied(name: str, *, kind: Kind = "proxy", ws_scheme: WsScheme | None = None,
+             https_only: bool = False, forwarded_proto: bool = True) -> Topology:
     """The long-term fix: plain backends with no CORS anywhere, one TLS origin in front.
     The chat server still checks Origin — against the proxy's origin, which the proxy forwards."""
     return Topology(
         name=name, title=f"labkit messenger — {name}",
         services=(
             Service("web", "web", tls=False),
-            Service("api", "api", tls=False),
+            Service("api", "api", tls=False, https_only=https_only),
             Service("chat", "chat", tls=False, origins=("proxy",)),
-            Service("proxy", kind, host="app.lab.test", routes=STORY_ROUTES),
+            Service("proxy", kind, host="app.lab.test", routes=STORY_ROUTES,
+                    forwarded_proto=forwarded_proto),
             Service("redirect", "redirect", host="app.lab.test", tls=False, target="proxy"),
         ),
         page=Page(api=None, ws=None, same_origin=True, ws_scheme=ws_scheme,
@@ -195,6 +222,66 @@ _CATALOGUE: tuple[Scenario, ...] = (
         decisive=("hello",),
     ),
     Scenario(
+        "cors-authorization-preflight",
+        _cors("cors-authorization-preflight", _ALLOW_WEB, ("bearer",)),
+        "blocked", "cors-preflight", "an Authorization header makes even a GET preflighted",
+        "The page sends GET /api/hello with Authorization: Bearer …, as single-page apps send "
+        "tokens. Authorization is not a CORS-safelisted header, so the browser asks first; the "
+        "preflight answer allows only content-type, and the GET is never sent.",
+        decisive=("bearer",),
+    ),
+    Scenario(
+        "cors-authorization-preflight-fixed",
+        _cors("cors-authorization-preflight-fixed",
+              CorsPolicy("allowlist", _WEB, headers=("content-type", "authorization")),
+              ("bearer",)),
+        "allowed", None, "the preflight lists authorization explicitly",
+        "The API's preflight answer now names authorization in Access-Control-Allow-Headers. "
+        "(The Fetch standard says '*' does not cover Authorization; name it.)",
+        decisive=("bearer",),
+    ),
+    Scenario(
+        "cors-reflect-origin",
+        _cookie_read("cors-reflect-origin", CorsPolicy("reflect", credentials=True)),
+        "allowed", None, "reflecting Origin lets every origin read, with the cookie when same-site",
+        "The API echoes whatever Origin arrives into Access-Control-Allow-Origin, with "
+        "Access-Control-Allow-Credentials: true. The victim logged in on the real page; a page on "
+        "https://evil.lab.test — another origin, but the same site — reads /api/whoami with "
+        "credentials, and the API answers as the victim.",
+        decisive=("whoami",), visit="evil", before=("web",), before_ok=("login",),
+        session="alice",
+    ),
+    Scenario(
+        "cors-reflect-origin-fixed",
+        _cookie_read("cors-reflect-origin-fixed",
+                     CorsPolicy("allowlist", _WEB, credentials=True)),
+        "blocked", "cors", "an exact allow-list: the sibling page may not read",
+        "The API names only the real page's origin. The evil page's request still reaches the "
+        "API with the cookie, but the browser withholds the answer from it.",
+        decisive=("whoami",), visit="evil", before=("web",), before_ok=("login",),
+    ),
+    Scenario(
+        "cors-null-origin",
+        _cookie_read("cors-null-origin", CorsPolicy("allowlist", ("null", "web"),
+                                                    credentials=True), sandboxed=True),
+        "allowed", None, "null is not a safe allow-list entry: any sandboxed page has it",
+        "The API allows Origin: null with credentials. The evil page runs its script in a "
+        "sandboxed iframe, whose origin is null: CORS passes. Chromium sends no session cookie "
+        "from it (the sandboxed request counts as cross-site), so it reads what an anonymous "
+        "caller gets — enough for data not guarded by cookies.",
+        decisive=("whoami",), visit="evil", before=("web",), before_ok=("login",),
+        session=GUEST,
+    ),
+    Scenario(
+        "cors-null-origin-fixed",
+        _cookie_read("cors-null-origin-fixed", CorsPolicy("allowlist", _WEB, credentials=True),
+                     sandboxed=True),
+        "blocked", "cors", "allow-list real origins only",
+        "Without null in the allow-list, the sandboxed frame's request gets no "
+        "Access-Control-Allow-Origin and the browser withholds the answer.",
+        decisive=("whoami",), visit="evil", before=("web",), before_ok=("login",),
+    ),
+    Scenario(
         "cors-simple-post",
         _cors("cors-simple-post", CorsPolicy("none"), ("post-text",)),
         "blocked", "cors", "CORS protects the reader, not the server",
@@ -240,6 +327,30 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "The evil page is refused with 403 while the real page still chats.",
         decisive=("steal",), visit="evil", before=("web",), before_ok=("login", "chat"),
     ),
+    Scenario(
+        "ws-hijack-cross-site",
+        _hijack("ws-hijack-cross-site", None, evil_host="evil-lab.test"),
+        "allowed", None, "SameSite=Lax keeps the cookie off cross-site handshakes",
+        "The same hijack from https://evil-lab.test — another registrable domain, so another "
+        "site. The socket opens (no Origin check), but the browser attaches no session cookie "
+        "(SameSite=Lax, and Chromium's third-party-cookie blocking): the attacker is a guest and "
+        "reads no history. The story's ports and sibling subdomains are same-site: this does not "
+        "protect them.",
+        decisive=("steal",), visit="evil", before=("web",), before_ok=("login", "chat"),
+        session=GUEST,
+    ),
+    Scenario(
+        "ws-redirect",
+        _trio("ws-redirect", web_host="app.lab.test",
+              chat=Service("chat", "chat", host="ws.lab.test"),
+              extra=(Service("moved", "redirect", host="ws.lab.test", target="chat"),),
+              page=Page(api=None, ws="moved", steps=("socket", "chat"))),
+        "blocked", "http-error", "browsers do not follow redirects on a WebSocket handshake",
+        "The page opens wss:// to a listener that answers the handshake with 308 to the real chat "
+        "server. The browser does not follow it: a handshake must be answered 101, so the socket "
+        "fails. A redirect cannot rescue a ws:// URL either.",
+        decisive=("socket",),
+    ),
     # -- ws:// from an https page: mixed content -------------------------------------------------
     Scenario(
         "mixed-content-ws",
@@ -268,6 +379,39 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "The https page fetches http://api.lab.test. The browser blocks the insecure request "
         "before it leaves, even though the API would allow the origin.",
         decisive=("hello",),
+    ),
+    Scenario(
+        "csp-upgrade-insecure",
+        _trio("csp-upgrade-insecure",
+              web_host="app.lab.test", upgrade_insecure=True, chat=Service("chat", "chat", host="ws.lab.test"),
+              page=Page(api=None, ws="chat", ws_scheme="ws", steps=("socket", "chat"))),
+        "allowed", None, "upgrade-insecure-requests rewrites ws: to wss: first",
+        "The page is served with Content-Security-Policy: upgrade-insecure-requests; its code "
+        "still says ws://ws.lab.test:C. The browser rewrites the URL to wss:// before the "
+        "mixed-content check, and the chat server speaks TLS on that port, so it works.",
+        decisive=("socket", "chat"),
+    ),
+    Scenario(
+        "csp-upgrade-insecure-no-tls",
+        _trio("csp-upgrade-insecure-no-tls",
+              web_host="app.lab.test", upgrade_insecure=True,
+              chat=Service("chat", "chat", host="ws.lab.test", tls=False),
+              page=Page(api=None, ws="chat", ws_scheme="ws", steps=("socket", "chat"))),
+        "blocked", "tls-handshake", "the upgrade works only where wss is already served",
+        "The same policy in front of a chat server without TLS: the browser still asks for "
+        "wss://, and the TLS handshake fails. upgrade-insecure-requests never adds TLS to a "
+        "server.",
+        decisive=("socket",),
+    ),
+    Scenario(
+        "hsts-ws",
+        _trio("hsts-ws", web_host="app.lab.test", hsts=True,
+              chat=Service("chat", "chat", host="app.lab.test", tls=False),
+              page=Page(api=None, ws="chat", steps=("socket", "chat"))),
+        "blocked", "mixed-content", "HSTS does not rescue ws:// from an https page",
+        "app.lab.test sent Strict-Transport-Security with the page. The page opens "
+        "ws://app.lab.test:C: mixed-content blocking fires before HSTS could upgrade it.",
+        decisive=("socket",),
     ),
     # -- wss:// needs a certificate the browser trusts, for the right name --------------------
     Scenario(
@@ -303,6 +447,23 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "fails. Every port that the page reaches over TLS needs its own certificate.",
         decisive=("socket",),
     ),
+    Scenario(
+        "wss-wildcard-cert",
+        _ws("wss-wildcard-cert", Service("chat", "chat", host="ws.lab.test", cert="wildcard")),
+        "allowed", None, "a wildcard covers exactly one label",
+        "The chat server presents a certificate for *.lab.test only, the shape a managed "
+        "certificate usually has. ws.lab.test is one label under lab.test: the name matches.",
+        decisive=("socket", "chat"),
+    ),
+    Scenario(
+        "wss-wildcard-depth",
+        _ws("wss-wildcard-depth",
+            Service("chat", "chat", host="chat.ws.lab.test", cert="wildcard")),
+        "blocked", "cert-name", "a wildcard does not cover two labels",
+        "The same *.lab.test certificate on chat.ws.lab.test: the * stands for one whole label, "
+        "and chat.ws is two. The browser refuses the name.",
+        decisive=("socket",),
+    ),
     # -- the long-term fix: one TLS-terminating reverse proxy ---------------------------------
     Scenario(
         "reverse-proxy",
@@ -336,6 +497,23 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "The same one-origin deployment, served by real nginx from the config labkit generated. "
         "The page logs in and chats with no CORS headers on any backend.",
         decisive=_STORY_STEPS, visit="proxy", needs=("nginx",),
+    ),
+    Scenario(
+        "proxy-missing-forwarded-proto",
+        _proxied("proxy-missing-forwarded-proto", https_only=True, forwarded_proto=False),
+        "blocked", "too-many-redirects", "the backend only knows the scheme the proxy tells it",
+        "The API redirects every request it believes came over http to https. Behind the TLS "
+        "proxy it always speaks plain http, and this proxy does not send X-Forwarded-Proto: "
+        "each answer is a 308 to the very same https URL, and the browser gives up.",
+        decisive=("hello",), visit="proxy",
+    ),
+    Scenario(
+        "proxy-forwarded-proto",
+        _proxied("proxy-forwarded-proto", https_only=True),
+        "allowed", None, "X-Forwarded-Proto: https tells the backend the truth",
+        "The same API behind a proxy that sends X-Forwarded-Proto: https: the API knows the "
+        "browser used https and answers normally.",
+        decisive=_STORY_STEPS, visit="proxy",
     ),
     # -- the short-term fix: a load balancer with a managed certificate per server -----------
     Scenario(

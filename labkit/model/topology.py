@@ -13,12 +13,12 @@ from typing import Literal, get_args
 
 from ..errors import TopologyError
 from .cors import CorsPolicy
-from .policy import Credentials, check_lab_host, parse_origin
+from .policy import OPAQUE, Credentials, check_lab_host, parse_origin
 from .routing import Route
 
 Kind = Literal["web", "api", "chat", "evil", "socketio", "proxy", "nginx", "redirect"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
-Cert = Literal["lab", "rogue", "wrong-name", "own"]
+Cert = Literal["lab", "rogue", "wrong-name", "own", "wildcard"]
 WsScheme = Literal["ws", "wss"]
 CERTS: tuple[Cert, ...] = get_args(Cert)
 #: The page's API steps: the request each makes — method, the headers its script sets, path.
@@ -27,6 +27,10 @@ API_STEPS: dict[str, tuple[str, dict[str, str], str]] = {
     "login": ("POST", {"Content-Type": "application/json"}, "/api/login"),
     "rooms": ("GET", {}, "/api/rooms"),
     "post-text": ("POST", {"Content-Type": "text/plain"}, "/api/counter"),
+    # Who the API takes the caller for: the proof of what a cookie-bearing read got.
+    "whoami": ("GET", {}, "/api/whoami"),
+    # A token in a header, as single-page apps send one: even a GET is then preflighted.
+    "bearer": ("GET", {"Authorization": "Bearer lab-token"}, "/api/hello"),
 }
 #: The page's steps that open or use the chat WebSocket.
 SOCKET_STEPS = ("socket", "chat", "steal")
@@ -59,6 +63,9 @@ class Page:
     credentials: Credentials = "omit"
     user: str = "alice"
     room: str = "general"
+    #: Run the steps inside ``<iframe sandbox="allow-scripts">``: the frame's origin is opaque,
+    #: so its requests say ``Origin: null`` (HTML #sandboxing).
+    sandboxed: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,16 @@ class Service:
     target: str | None = None
     #: For a load balancer: drop a WebSocket silent for this long (seconds); None: never.
     idle_timeout: float | None = None
+    #: For proxies: tell the backends the browser's scheme (X-Forwarded-Proto). False: the
+    #: misconfiguration where a backend believes every request came over plain http.
+    forwarded_proto: bool = True
+    #: For the API: answer 308 to https for any request it believes came over plain http (its
+    #: own listener's scheme, or X-Forwarded-Proto), as frameworks' "force HTTPS" settings do.
+    https_only: bool = False
+    #: For page servers: send ``Strict-Transport-Security`` (RFC 6797) with the page.
+    hsts: bool = False
+    #: For page servers: send ``Content-Security-Policy: upgrade-insecure-requests``.
+    upgrade_insecure: bool = False
 
     def notes(self) -> list[str]:
         """What matters about this service for the lessons, in a few words each."""
@@ -94,7 +111,8 @@ class Service:
         if self.tls:
             out.append("TLS, " + {"lab": "lab cert", "own": f"cert for {self.host} only",
                                   "rogue": "cert from a rogue CA",
-                                  "wrong-name": "cert for wrong.lab.test"}[self.cert])
+                                  "wrong-name": "cert for wrong.lab.test",
+                                  "wildcard": "cert for *.lab.test"}[self.cert])
         else:
             out.append("plain, no TLS")
         if self.kind == "api":
@@ -104,6 +122,14 @@ class Service:
                                            else ", ".join(self.origins)))
         if self.kind == "redirect":
             out.append(f"answers 308 → https ({self.target})")
+        if self.https_only:
+            out.append("redirects http → https")
+        if self.kind in PROXY_KINDS and not self.forwarded_proto:
+            out.append("no X-Forwarded-Proto")
+        if self.hsts:
+            out.append("HSTS")
+        if self.upgrade_insecure:
+            out.append("CSP upgrade-insecure-requests")
         if self.idle_timeout:
             out.append(f"idle timeout {self.idle_timeout:g} s")
         return out
@@ -230,11 +256,16 @@ class Topology:
                                     "labkit runs nginx on 127.0.0.1: use host='localhost', "
                                     "'127.0.0.1' or a .lab.test name.")
         if s.kind == "redirect":
-            if s.target not in names or s.tls:
+            if s.target not in names:
                 raise TopologyError(
-                    f"redirect listener '{s.name}' needs tls=False and a target service",
+                    f"redirect listener '{s.name}' needs a target service",
                     f"Set target= to the TLS service it redirects to ({', '.join(names)}).")
             target = self.service(s.target)
+            if target.kind == "nginx" and s.tls:
+                raise TopologyError(
+                    f"redirect listener '{s.name}' in front of nginx '{target.name}' has "
+                    "tls=True", "nginx serves that redirect itself on a plain port: give "
+                    f"'{s.name}' tls=False.")
             if target.kind == "nginx" and not target.tls:
                 raise TopologyError(
                     f"redirect listener '{s.name}' sends browsers to https, but nginx "
@@ -261,7 +292,9 @@ class Topology:
 
     def _check_page(self, where: str, p: Page) -> None:
         _check_page_types(where, p)
-        wants = {"api": ("api", "proxy", "nginx"), "ws": ("chat", "proxy", "nginx"),
+        # A socket may be pointed at a redirect listener: the lesson that browsers do not follow
+        # a redirect on a WebSocket handshake.
+        wants = {"api": ("api", "proxy", "nginx"), "ws": ("chat", "proxy", "nginx", "redirect"),
                  "sio": ("socketio",)}
         for attr, kinds in wants.items():
             ref = getattr(p, attr)
@@ -325,6 +358,8 @@ class Topology:
                 if cors else
                 "A chat server that accepts every Origin has origins=None — the hijackable "
                 "default; list the page's origin instead.")
+        if entry == OPAQUE:
+            return  # "null": sandboxed frames and data: pages send it (a dangerous entry)
         if "://" in entry:
             parse_origin(entry)
         elif entry not in names:
@@ -354,8 +389,10 @@ def _check_types(s: Service) -> None:
         if not isinstance(getattr(s, attr), str):
             raise TopologyError(f"{attr} of service '{s.name}' is {getattr(s, attr)!r}",
                                 f"Write {attr}= as a string.")
-    if not isinstance(s.tls, bool):
-        raise TopologyError(f"tls of service '{s.name}' is {s.tls!r}", "Write tls=True or False.")
+    for flag in ("tls", "forwarded_proto", "https_only", "hsts", "upgrade_insecure"):
+        if not isinstance(getattr(s, flag), bool):
+            raise TopologyError(f"{flag} of service '{s.name}' is {getattr(s, flag)!r}",
+                                f"Write {flag}=True or False.")
     if not isinstance(s.cors, CorsPolicy):
         raise TopologyError(f"cors of service '{s.name}' is {s.cors!r}, not a CorsPolicy",
                             "Write cors=labkit.CorsPolicy('allowlist', ('web',)) or similar.")
@@ -419,9 +456,10 @@ def _check_page_types(where: str, p: Page) -> None:
     if not isinstance(p.ws_path, str) or not p.ws_path.startswith("/"):
         raise TopologyError(f"ws_path of the page of '{where}' is {p.ws_path!r}",
                             "Write a path starting with '/', e.g. ws_path='/ws'.")
-    if not isinstance(p.same_origin, bool):
-        raise TopologyError(f"same_origin of the page of '{where}' is {p.same_origin!r}",
-                            "Write same_origin=True or False.")
+    for flag in ("same_origin", "sandboxed"):
+        if not isinstance(getattr(p, flag), bool):
+            raise TopologyError(f"{flag} of the page of '{where}' is {getattr(p, flag)!r}",
+                                f"Write {flag}=True or False.")
     if not isinstance(p.user, str) or not p.user.strip() or len(p.user) > 32:
         raise TopologyError(f"user of the page of '{where}' is {p.user!r}",
                             "Write a user name of 1-32 characters, e.g. user='alice'.")

@@ -20,7 +20,7 @@ import websockets
 
 from .. import runtime
 from ..lab import Lab
-from ..model.scenarios import Scenario, get, names
+from ..model.scenarios import GUEST, Scenario, get, names
 from ..observe.browser import Browser
 from ..observe.observation import Observation, Step, Verdict
 from ..serve.clients import http_session, ws_connect
@@ -72,9 +72,14 @@ def judge(scenario: Scenario, obs: Observation, counter: int | None = None) -> R
         problems.append(f"blocked for reason {verdict.reason!r}, expected {scenario.reason!r}")
     if scenario.redirected and not (obs.redirects and obs.final_url.startswith("https://")):
         problems.append("the visit was not redirected to the https origin")
-    if scenario.session is not None and obs.session() != scenario.session:
-        problems.append(f"the socket ran as {obs.session() or 'a guest'}, not as "
-                        f"{scenario.session}: the browser sent no session cookie")
+    if scenario.session is not None:
+        want = None if scenario.session == GUEST else scenario.session
+        got = obs.session()
+        if got != want:
+            problems.append(f"the server took the page for {got or 'a guest'}, not for "
+                            f"{want or 'a guest'}: "
+                            + ("the browser sent no session cookie" if want else
+                               "the browser sent the session cookie"))
     if scenario.side_effect and not counter:
         problems.append("the API's counter did not move: the side effect was not shown")
     for i, steps in enumerate(obs.before or ([{}] if scenario.before_ok else [])):

@@ -54,7 +54,9 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--host-resolver-rules=MAP *.lab.test 127.0.0.1",
+    # Lab names, and the cross-site attacker's evil-lab.test, at loopback: no /etc/hosts edit.
+    "--host-resolver-rules=MAP *.lab.test 127.0.0.1, MAP evil-lab.test 127.0.0.1, "
+    "MAP *.evil-lab.test 127.0.0.1",
     # Chromium keeps a spare renderer warm for the next navigation, but only for the context it
     # was made in; every visit here is a fresh context, so each spare was started and thrown
     # away (about 10% of the tour's CPU, bench/tour.py). labkit warms its own spare context.

@@ -95,13 +95,15 @@ class Observation:
     before_seen: int = 0
 
     def session(self) -> str | None:
-        """Who the chat server took the visited page's last accepted WebSocket for: the user of
-        the session cookie the browser attached to the handshake, or None (no cookie, or no
-        socket opened). Server-side truth: the page itself never sees its cookies."""
+        """Who the servers took the visited page for, last: the user of the session cookie the
+        browser attached to an accepted chat WebSocket or to an answered ``/api/whoami``, or
+        None (no cookie, or no such request). Server-side truth: the page never sees cookies."""
         # socket.io's own WebSocket (/socket.io/...) carries no chat session: not counted.
         users = [d["user"] for d in self.seen[self.before_seen:]
-                 if d["kind"] == "ws" and d["status"] == 101
-                 and not d["path"].startswith("/socket.io/")]
+                 if (d["kind"] == "ws" and d["status"] == 101
+                     and not d["path"].startswith("/socket.io/"))
+                 or (d["kind"] == "http" and d["method"] == "GET"
+                     and d["path"].startswith("/api/whoami") and d["status"] == 200)]
         return users[-1] if users else None
 
     def verdict(self, decisive: Iterable[str] | None = None) -> Verdict:
@@ -177,6 +179,7 @@ _RULES: tuple[tuple[Reason, re.Pattern[str]], ...] = (
                                  # ws:// to a port that expects TLS: the server hangs up on the
                                  # plain-text request before any handshake response.
                                  r"Connection closed before receiving a handshake response")),
+    ("too-many-redirects", re.compile(r"ERR_TOO_MANY_REDIRECTS")),
     ("mixed-content", re.compile(r"^Mixed Content:|insecure WebSocket connection may not be "
                                  r"initiated")),
     ("origin-rejected", re.compile(r"WebSocket connection to .* failed: Error during WebSocket "

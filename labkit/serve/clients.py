@@ -12,12 +12,13 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from websockets.asyncio.client import connect
 
-from ..model.policy import LAB_DOMAIN
+from ..model.policy import CROSS_SITE_DOMAIN, LAB_DOMAIN
 from .pki import LabPKI
 
 
 def is_lab_name(host: str | None) -> bool:
-    return bool(host) and (host == LAB_DOMAIN or str(host).endswith("." + LAB_DOMAIN))
+    return bool(host) and any(host == d or str(host).endswith("." + d)
+                              for d in (LAB_DOMAIN, CROSS_SITE_DOMAIN))
 
 
 class LabResolver(AbstractResolver):

@@ -163,6 +163,7 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
             f"        return 308 {Origin('https', rhost, port)}$request_uri;",
             "    }",
         ]
+    forwarded = tuple(h for h in _FORWARDED if cfg.proto or h[0] != "X-Forwarded-Proto")
     lines += ["", "    server {"]
     if tls:
         assert cert is not None
@@ -184,7 +185,9 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
         "        # Every location inherits these, unless it sets a proxy_set_header of its own:",
         "        # then it inherits none of them (the WebSocket locations repeat them).",
         "        proxy_http_version 1.1;",
-        *_headers("        ", _FORWARDED),
+        *([] if cfg.proto else ["        # X-Forwarded-Proto is NOT sent: the misconfiguration "
+                                "proxy-missing-forwarded-proto", "        # teaches."]),
+        *_headers("        ", forwarded),
         "        # No Upgrade here: nginx forwards it only in WebSocket locations, and elsewhere",
         "        # sends Connection: close, so a handshake on another route is refused (426),",
         "        # as labkit's own proxy does.",
@@ -210,7 +213,7 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
             lines += [
                 "            # Setting a header here drops every server-level proxy_set_header:",
                 "            # repeat them, or the backend would see Host: " + r.upstream + ".",
-                *_headers("            ", _FORWARDED + _UPGRADE),
+                *_headers("            ", forwarded + _UPGRADE),
                 "            # The default 60 s would close a chat that is quiet for a minute.",
                 "            proxy_read_timeout 1h;",
                 "            proxy_send_timeout 1h;",

@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..errors import CAFileMissingError, UnsafeFolderError
-from ..model.deployment import LAB_NAMES, WRONG_NAMES
+from ..model.deployment import LAB_NAMES, WILDCARD_NAMES, WRONG_NAMES
 
 log = logging.getLogger("labkit.pki")
 
@@ -223,11 +223,13 @@ class LabPKI:
 
     # -- leaves ----------------------------------------------------------------------------------
     def cert(self, kind: str = "lab") -> CertFiles:
-        """A named leaf: ``lab`` (all lab names), ``rogue`` (same, rogue CA), ``wrong-name``."""
+        """A named leaf: ``lab`` (all lab names), ``rogue`` (same, rogue CA), ``wrong-name``,
+        ``wildcard`` (``*.lab.test`` only)."""
         kinds = {
             "lab": (LAB_NAMES, "lab"),
             "rogue": (LAB_NAMES, "rogue"),
             "wrong-name": (WRONG_NAMES, "lab"),
+            "wildcard": (WILDCARD_NAMES, "lab"),
         }
         if kind not in kinds:
             raise ValueError(f"unknown certificate kind {kind!r}; choose one of {sorted(kinds)}")
@@ -256,6 +258,12 @@ class LabPKI:
             assert ca is not None
             ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
             if cert.issuer != ca_cert.subject:
+                return False
+            # A leaf from an older labkit may name fewer hosts than this one's model does.
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            have = {str(n) for n in san.get_values_for_type(x509.DNSName)} | {
+                str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+            if have != set(files.names):
                 return False
             key = serialization.load_pem_private_key(files.key.read_bytes(), None)
             spki = serialization.PublicFormat.SubjectPublicKeyInfo

@@ -55,7 +55,8 @@ class ProxyConfig:
     routes: tuple[Route, ...]
     upstreams: dict[str, str]  # service name -> http(s) origin of the backend
     hosts: tuple[str, ...]  # the Host names this proxy serves
-    proto: str = "https"
+    #: The scheme told to backends as X-Forwarded-Proto; None: the header is not sent.
+    proto: str | None = "https"
     max_body: int = 1024 * 1024
     max_message: int = 1024 * 1024
     connect_timeout: float = 5.0

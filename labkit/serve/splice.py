@@ -230,7 +230,7 @@ class Splice:
 
 async def splice_websocket(request: web.Request, *, upstream: str, name: str, host: str,
                            target: str,
-                           upstream_ssl: ssl.SSLContext | None, proto: str,
+                           upstream_ssl: ssl.SSLContext | None, proto: str | None,
                            connect_timeout: float, max_message: int,
                            idle_timeout: float | None,
                            track: Callable[[Splice | None, Splice], Any],
@@ -284,7 +284,7 @@ async def splice_websocket(request: web.Request, *, upstream: str, name: str, ho
     return resp
 
 
-def _handshake(request: web.Request, proto: str, host: str, target: str) -> h11.Request:
+def _handshake(request: web.Request, proto: str | None, host: str, target: str) -> h11.Request:
     """The browser's opening handshake for the backend: its key, version and protocols kept,
     forwarded headers added (``host``: the validated, normalised Host)."""
     headers = upstream_headers(request.headers.items(), host=host,

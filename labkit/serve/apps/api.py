@@ -26,6 +26,8 @@ def make_app(
     policy: CorsPolicy,
     allowed_origins: Sequence[str],
     cookie_samesite: str = "Lax",
+    *,
+    https_only: bool = False,
 ) -> web.Application:
     """Build the API app. ``allowed_origins`` is the policy's allow-list resolved to origins
     (service names in the policy become origins once the lab has bound its ports)."""
@@ -39,6 +41,13 @@ def make_app(
                     user=store.user_for(request.headers.get("Cookie")),
                     forwarded=forwarded(request.headers))
         store.record(seen)
+        if https_only and not _came_over_https(request):
+            # "Force HTTPS", as frameworks do it: whatever the API believes came over plain http
+            # goes to https. It knows only its own socket and what a proxy tells it. (No CORS
+            # headers on it: a cross-origin page sees a CORS error, not the loop.)
+            seen.status = 308
+            location = f"https://{request.host}{request.path_qs}"
+            return web.Response(status=308, headers={"Location": location})
         preflight = is_preflight(request.method, request.headers)
         if preflight and not policy.preflight:
             # The misconfiguration of the story: the route exists for GET/POST only, and the
@@ -80,7 +89,7 @@ def make_app(
         domain = LAB_DOMAIN if host.endswith("." + LAB_DOMAIN) else None
         # Behind labkit's TLS proxy the backend speaks plain HTTP on loopback; the proxy says
         # the browser's side was https, so the cookie must still be Secure.
-        secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+        secure = _came_over_https(request)
         resp.set_cookie(SESSION_COOKIE, token, path="/", httponly=True, secure=secure,
                         samesite=cookie_samesite, domain=domain)
         return resp
@@ -118,3 +127,7 @@ def make_app(
         web.post("/api/counter", counter_post),
     ])
     return app
+
+
+def _came_over_https(request: web.Request) -> bool:
+    return request.secure or request.headers.get("X-Forwarded-Proto") == "https"

@@ -18,7 +18,8 @@ from ...model.topology import API_STEPS
 from .store import Seen, Store
 
 STEP_LABELS = {
-    **{step: f"{method} {path}" + (f" ({h['Content-Type']})" if h else "")
+    **{step: f"{method} {path}" + (f" ({'; '.join(f'{k}: {v}' for k, v in h.items())})"
+                                    if h else "")
        for step, (method, h, path) in API_STEPS.items()},
     "socket": "open the chat WebSocket",
     "chat": "send a chat message",
@@ -41,7 +42,29 @@ button{font-size:12px}
 """
 
 
-def render_page(config: dict[str, Any]) -> str:
+#: The sandboxed page's relay: the steps run in a frame whose origin is opaque ("null"); the
+#: frame reports each step, and the end, by postMessage, and this mirrors them into the table.
+_RELAY = """<iframe id="sandbox" sandbox="allow-scripts" src="/?frame=1"
+ style="width:100%;height:60px;border:1px dashed #c5221f"></iframe>
+<script>
+window.addEventListener("message", (ev) => {
+  if (ev.source !== document.getElementById("sandbox").contentWindow) return;
+  const m = ev.data || {};
+  if (m.type === "labkit-done") { document.documentElement.dataset.done = "true"; return; }
+  if (m.type !== "labkit-step") return;
+  const tr = document.getElementById("step-" + m.step);
+  if (!tr) return;
+  tr.dataset.state = m.state;
+  tr.querySelector(".state").textContent = m.state;
+  tr.querySelector(".detail").textContent = m.detail || "";
+});
+</script>"""
+
+
+def render_page(config: dict[str, Any], frame: bool = False) -> str:
+    """The chat page. A ``sandboxed`` page is two documents: the top page (a table and the
+    sandboxed frame, no script of its own), and the frame (``frame=True``), which runs the steps."""
+    relay = config.get("sandboxed") and not frame
     rows = "\n".join(
         f'<tr class="step" id="step-{s}" data-state="pending"><td class="name">'
         f'{html.escape(STEP_LABELS[s])}</td><td class="state">pending</td>'
@@ -51,6 +74,8 @@ def render_page(config: dict[str, Any]) -> str:
     # "</" must not appear inside a <script> element; JSON allows escaping it as "<\/".
     cfg_json = json.dumps(config).replace("</", "<\\/")
     sio_tag = '<script src="/socket.io.min.js"></script>\n' if config.get("sio") else ""
+    scripts = "" if relay else (f"<script>window.LABKIT_CONFIG = {cfg_json};</script>\n"
+                                f'{sio_tag}<script src="/app.js"></script>')
     api = html.escape(str(config["api"])) if config["api"] is not None else "(none)"
     ws = html.escape(str(config["ws"])) if config["ws"] is not None else "(none)"
     return f"""<!doctype html>
@@ -58,8 +83,7 @@ def render_page(config: dict[str, Any]) -> str:
 <title>{html.escape(config["title"])}</title>
 <link rel="icon" href="data:,">
 <style>{_CSS}</style>
-<script>window.LABKIT_CONFIG = {cfg_json};</script>
-{sio_tag}<script src="/app.js"></script>
+{scripts}
 </head><body>
 <h1>{html.escape(config["title"])}</h1>
 <p class="cfg">page <span id="page-origin"></span><br>api {api}<br>chat {ws}</p>
@@ -67,6 +91,7 @@ def render_page(config: dict[str, Any]) -> str:
 <div id="chatlog"></div>
 <form id="say"><input placeholder="say something" size="40"> <button>send</button>
 <button type="button" id="run-all">run all steps</button></form>
+{_RELAY if relay else ""}
 <script>document.getElementById("page-origin").textContent = location.origin;</script>
 </body></html>
 """
@@ -93,9 +118,12 @@ def check_socketio_client() -> Path:
     return path
 
 
-def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]]) -> web.Application:
+def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]],
+             headers: dict[str, str] | None = None) -> web.Application:
     """``config`` is called per request: the page must know the URLs of servers that were bound
-    after this one, and an instructor may change the page between visits."""
+    after this one, and an instructor may change the page between visits. ``headers`` go out
+    with the page (HSTS, CSP)."""
+    extra = dict(headers or {})
     script = _app_js()
 
     @web.middleware
@@ -112,8 +140,9 @@ def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]]) -> w
         return resp
 
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text=render_page(config()), content_type="text/html",
-                            headers={"Cache-Control": "no-store"})
+        frame = request.query.get("frame") == "1"
+        return web.Response(text=render_page(config(), frame=frame), content_type="text/html",
+                            headers={"Cache-Control": "no-store", **extra})
 
     async def app_js(request: web.Request) -> web.Response:
         return web.Response(body=script, content_type="application/javascript",

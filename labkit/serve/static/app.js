@@ -11,8 +11,13 @@
 
   const $ = (sel) => document.querySelector(sel);
 
+  // In a sandboxed frame (origin "null") the top page shows the steps: tell it each one.
+  const framed = cfg.sandboxed && window.parent !== window;
+  const tellTop = (msg) => { if (framed) window.parent.postMessage(msg, "*"); };
+
   function show(step, state, detail) {
     results[step] = { state, detail: detail || "" };
+    tellTop({ type: "labkit-step", step, state, detail: detail || "" });
     const li = $("#step-" + step);
     if (!li) return;
     li.dataset.state = state;
@@ -100,6 +105,16 @@
         body: JSON.stringify({ user: cfg.user }),
       });
       return r.body ? { state: "ok", detail: `logged in as ${r.body.user}` } : r;
+    },
+    async whoami() {
+      // Read who the API takes this caller for: with credentials, whose cookie rode along.
+      const r = await callApi("/api/whoami");
+      return r.body ? { state: "ok", detail: `the API answered as ${r.body.user || "a guest (no session cookie)"}` } : r;
+    },
+    async bearer() {
+      // A token in the Authorization header: not CORS-safelisted, so even a GET is preflighted.
+      const r = await callApi("/api/hello", { headers: { Authorization: "Bearer lab-token" } });
+      return r.body ? { state: "ok", detail: r.body.message } : r;
     },
     async rooms() {
       const r = await callApi("/api/rooms");
@@ -194,6 +209,7 @@
     if (socket) { socket.close(1000, "re-run"); socket = null; }
     for (const name of cfg.steps) await run(name);
     document.documentElement.dataset.done = "true";
+    tellTop({ type: "labkit-done" });
   }
 
   window.labkit.run = run;
