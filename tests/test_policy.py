@@ -42,7 +42,7 @@ ACAO = "Access-Control-Allow-Origin"
 def test_reasons_are_the_classifier_interface() -> None:
     assert REASONS == ("cors", "cors-preflight", "cors-credentials", "mixed-content",
                        "cert-authority", "cert-name", "tls-handshake", "origin-rejected",
-                       "http-error")
+                       "http-error", "too-many-redirects")
 
 
 @pytest.mark.parametrize("outcome, reason", [

@@ -23,6 +23,10 @@ SHARED_NAMES = [
     "mixed-content-api", "wss-trusted", "wss-untrusted-cert", "wss-name-mismatch",
     "wss-to-plain-server", "reverse-proxy", "reverse-proxy-ws-scheme", "https-redirect",
     "nginx-proxy", "lb-managed-certs", "socketio-polling-cors", "socketio-fixed",
+    # the second round (../shared/SCENARIOS.md)
+    "cors-reflect-origin", "cors-null-origin", "cors-authorization-preflight",
+    "ws-hijack-cross-site", "ws-redirect", "csp-upgrade-insecure", "hsts-ws",
+    "proxy-missing-forwarded-proto", "wss-wildcard-cert", "wss-wildcard-depth",
 ]
 
 #: fix -> the failing twin it fixes
@@ -36,6 +40,13 @@ TWINS = {
     "reverse-proxy": "cors-port-mismatch",
     "socketio-fixed": "socketio-polling-cors",
     "lb-managed-certs": "lb-managed-certs-no-cors",
+    "cors-authorization-preflight-fixed": "cors-authorization-preflight",
+    "cors-reflect-origin-fixed": "cors-reflect-origin",
+    "cors-null-origin-fixed": "cors-null-origin",
+    "csp-upgrade-insecure": "mixed-content-ws",
+    "csp-upgrade-insecure-no-tls": "csp-upgrade-insecure",
+    "wss-wildcard-cert": "wss-wildcard-depth",
+    "proxy-forwarded-proto": "proxy-missing-forwarded-proto",
 }
 
 

@@ -277,8 +277,8 @@ _CATALOGUE: tuple[Scenario, ...] = (
         _cookie_read("cors-null-origin-fixed", CorsPolicy("allowlist", _WEB, credentials=True),
                      sandboxed=True),
         "blocked", "cors", "allow-list real origins only",
-        "Without null in the allow-list, the sandboxed frame's request gets no "
-        "Access-Control-Allow-Origin and the browser withholds the answer.",
+        "The allow-list names the real page's origin and not null. The sandboxed frame's request "
+        "gets no Access-Control-Allow-Origin, and the browser withholds the answer.",
         decisive=("whoami",), visit="evil", before=("web",), before_ok=("login",),
     ),
     Scenario(
@@ -364,10 +364,11 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "mixed-content-localhost",
         _ws("mixed-content-localhost", Service("chat", "chat", host="localhost", tls=False)),
         "allowed", None,
-        "localhost is potentially trustworthy (why it worked in development)",
-        "The same ws:// socket to localhost is allowed: loopback addresses are 'potentially "
-        "trustworthy', so mixed-content blocking exempts them. That is why it worked on the "
-        "developer's machine and broke once deployed.",
+        "localhost is potentially trustworthy (one reason it worked in development)",
+        "The same ws:// socket to localhost is allowed from the https page: loopback addresses "
+        "are 'potentially trustworthy', so Chromium's mixed-content blocking exempts them. In "
+        "development the page was most likely http:// anyway, with no mixed content at all; this "
+        "exemption (which not every browser grants) is the second reason it worked there.",
         decisive=("socket", "chat"),
     ),
     Scenario(
@@ -442,9 +443,11 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "wss-to-plain-server",
         _ws("wss-to-plain-server", Service("chat", "chat", host="ws.lab.test", tls=False),
             ws_scheme="wss"),
-        "blocked", "tls-handshake", "one side without a certificate: no TLS handshake",
-        "The page asks for wss:// but the chat port speaks plain HTTP, so the TLS handshake "
-        "fails. Every port that the page reaches over TLS needs its own certificate.",
+        "blocked", "tls-handshake", "wss:// to a server that does not speak TLS: no handshake",
+        "The page asks for wss://, but the chat server on that port speaks no TLS at all. It "
+        "does not understand the browser's TLS ClientHello and hangs up, so the socket fails "
+        "(Chromium says ERR_CONNECTION_CLOSED here; a plain HTTP server answering in text gives "
+        "ERR_SSL_PROTOCOL_ERROR).",
         decisive=("socket",),
     ),
     Scenario(
@@ -511,7 +514,7 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "proxy-forwarded-proto",
         _proxied("proxy-forwarded-proto", https_only=True),
         "allowed", None, "X-Forwarded-Proto: https tells the backend the truth",
-        "The same API behind a proxy that sends X-Forwarded-Proto: https: the API knows the "
+        "The same API behind a proxy that sends X-Forwarded-Proto: https. The API knows the "
         "browser used https and answers normally.",
         decisive=_STORY_STEPS, visit="proxy",
     ),
@@ -521,8 +524,9 @@ _CATALOGUE: tuple[Scenario, ...] = (
         _load_balanced("lb-managed-certs", _ALLOW_WEB),
         "allowed", None, "short-term fix: works, costs more",
         "Each server gets its own load balancer with its own certificate: https://api.lab.test:L1 "
-        "and wss://ws.lab.test:L2. It works — but the page still calls another origin, so the API "
-        "still needs CORS, and there are two entry points and two TLS handshakes to pay for.",
+        "and wss://ws.lab.test:L2. It works — but the page still calls other origins, so the API "
+        "still needs CORS, and every entry point (the page's, the API's, the socket's) is a "
+        "certificate and a TLS handshake to pay for.",
         decisive=_STORY_STEPS,
     ),
     Scenario(

@@ -157,10 +157,35 @@ def result_html(r: Result) -> str:
     return result_head(r) + observation_html(r.observation)
 
 
-def run_html(r: Result, svg: str) -> str:
-    """A run: expectation, the scenario's explanation, its diagram (``svg``), the observation."""
+def run_html(r: Result, svg: str, code: str = "") -> str:
+    """A run: expectation, the scenario's explanation, its diagram (``svg``), the observation,
+    then the wire (the headers that decided it) beside the page's code that made the calls."""
     return (result_head(r) + f"<p><small>{esc(r.scenario.explanation)}</small></p>"
-            + svg + observation_html(r.observation))
+            + svg + observation_html(r.observation) + wire_html(r.observation, code))
+
+
+def wire_html(obs: Observation, code: str = "") -> str:
+    """What travelled: each request of the visit as the lab's servers saw it (→ sent by the
+    browser, ← answered), and the page's JavaScript that made the calls."""
+    if obs.browser_version.startswith("python"):
+        return ""
+    rows = []
+    for w in obs.wire():
+        kind = "WebSocket " if w["kind"] == "ws" else ""
+        heads = [f"→ {esc(k)}: {esc(v)}" for k, v in w["request"].items()]
+        heads += [f"<b>← {esc(k)}: {esc(v)}</b>" for k, v in w["response"].items()]
+        rows.append(tr(td(f"<code>{esc(w['service'])}</code>"),
+                       td(f"<code>{kind}{esc(w['method'])} {esc(w['path'])}</code>"),
+                       td(f"<b>{esc(w['status'])}</b>"),
+                       td("<small><code>" + "<br>".join(heads) + "</code></small>")))
+    wire = (table(rows, ("server", "request", "status", "headers (→ sent, ← answered)"),
+                  style="font-size:12px") if rows else
+            "<p><small>No request reached a lab server: the browser stopped it first.</small></p>")
+    js = (f"<div><b>the page's code</b> <small>(static/app.js)</small>"
+          f"<pre style='font-size:11px'>{esc(code)}</pre></div>" if code else "")
+    return ("<details open><summary><b>on the wire</b></summary>"
+            f"<div style='display:flex;gap:16px;align-items:flex-start'>{wire}{js}</div>"
+            "</details>")
 
 
 def tour_html(results: Iterable[Result]) -> str:

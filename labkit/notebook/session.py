@@ -17,6 +17,7 @@ from ..model.explain import explain as _explain
 from ..model.scenarios import Scenario, get
 from ..model.topology import Topology
 from ..observe.browser import Browser
+from ..serve.apps.web import page_code
 from ..serve.pki import default_home
 from . import checkup as _doctor
 from . import display  # also registers the HTML views of Lab, Scenario, Observation, ...
@@ -97,8 +98,19 @@ class Run:
     def __repr__(self) -> str:
         return repr(self.result)
 
+    @property
+    def wire(self) -> str:
+        """The requests of the visit with the headers that decided them (→ sent, ← answered)."""
+        return self.result.observation.wire_text()
+
+    @property
+    def code(self) -> str:
+        """The page's JavaScript that made this visit's calls (from static/app.js)."""
+        return page_code(tuple(self.result.observation.steps))
+
     def _repr_html_(self) -> str:
-        return display.run_html(self.result, diagram(self.result.scenario, result=self.result).svg)
+        return display.run_html(self.result, diagram(self.result.scenario, result=self.result).svg,
+                                self.code)
 
 
 def run(name: str | Scenario, headless: bool | None = None) -> Run:

@@ -69,6 +69,8 @@ NOISE = (
     re.compile(r"DevTools"),
     re.compile(r"Third-party cookie"),
 )
+#: The page's own script and socket.io's bundle: loaded on every visit, they decide nothing.
+_STATIC = ("/app.js", "/socket.io.min.js")
 
 
 @dataclass
@@ -140,6 +142,32 @@ class Observation:
                 (d["service"], d["kind"], d["method"], n(d["path"]), n(d["origin"] or "-"),
                  d["sec_fetch_site"] or "-", d["status"] or 0) for d in self.seen),
         }
+
+    def wire(self) -> list[dict[str, Any]]:
+        """The requests of the visited page, in order, with the headers that decided them (the
+        page's own script and socket.io's bundle left out), ports shown as service names."""
+        n = lambda s: normalize_text(s, self.ports) if s else s  # noqa: E731
+        out = []
+        for d in self.seen[self.before_seen:]:
+            if d["path"].split("?")[0] in _STATIC:
+                continue
+            request = {k: n(v) for k, v in d.get("request", {}).items()}
+            if "Cookie" in request and d.get("user"):
+                request["Cookie"] += f" ({d['user']}'s session)"
+            out.append({"service": d["service"], "kind": d["kind"], "method": d["method"],
+                        "path": n(d["path"]), "status": d["status"], "request": request,
+                        "response": {k: n(v) for k, v in d.get("response", {}).items()}})
+        return out
+
+    def wire_text(self) -> str:
+        """:meth:`wire` as lines: ``→`` what the browser sent, ``←`` what came back."""
+        lines = []
+        for w in self.wire():
+            kind = "WebSocket handshake " if w["kind"] == "ws" else ""
+            lines.append(f"{w['service']}: {kind}{w['method']} {w['path']} → {w['status']}")
+            lines += [f"    → {k}: {v}" for k, v in w["request"].items()]
+            lines += [f"    ← {k}: {v}" for k, v in w["response"].items()]
+        return "\n".join(lines) or "(no request reached a lab server)"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

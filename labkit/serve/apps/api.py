@@ -13,7 +13,16 @@ from aiohttp import web
 
 from ...model.cors import CorsPolicy, is_preflight, response_headers
 from ...model.policy import LAB_DOMAIN
-from .store import ROOMS, SESSION_COOKIE, Seen, Store, forwarded
+from .store import (
+    REQUEST_HEADERS,
+    RESPONSE_HEADERS,
+    ROOMS,
+    SESSION_COOKIE,
+    Seen,
+    Store,
+    forwarded,
+    lesson_headers,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Small on purpose: the API takes tiny JSON bodies; anything bigger is refused with 413.
@@ -39,7 +48,8 @@ def make_app(
         seen = Seen(name, request.method, request.path_qs, origin,
                     request.headers.get("Sec-Fetch-Site"),
                     user=store.user_for(request.headers.get("Cookie")),
-                    forwarded=forwarded(request.headers))
+                    forwarded=forwarded(request.headers),
+                    request=lesson_headers(request.headers, REQUEST_HEADERS))
         store.record(seen)
         if https_only and not _came_over_https(request):
             # "Force HTTPS", as frameworks do it: whatever the API believes came over plain http
@@ -47,12 +57,14 @@ def make_app(
             # headers on it: a cross-origin page sees a CORS error, not the loop.)
             seen.status = 308
             location = f"https://{request.host}{request.path_qs}"
+            seen.response = {"Location": location}
             return web.Response(status=308, headers={"Location": location})
         preflight = is_preflight(request.method, request.headers)
         if preflight and not policy.preflight:
             # The misconfiguration of the story: the route exists for GET/POST only, and the
             # 405 carries no CORS headers at all.
             seen.status = 405
+            seen.response = {}
             return web.json_response({"error": "method OPTIONS not allowed"}, status=405)
         if preflight:
             resp: web.StreamResponse = web.Response(status=204)
@@ -63,9 +75,15 @@ def make_app(
                 # An error the browser may read too (CORS applies to 404s): same headers.
                 exc.headers.update(response_headers(policy, origin, allowed, preflight))
                 seen.status = exc.status
+                seen.response = lesson_headers(exc.headers, RESPONSE_HEADERS)
                 raise
         resp.headers.update(response_headers(policy, origin, allowed, preflight))
         seen.status = resp.status
+        seen.response = lesson_headers(resp.headers, RESPONSE_HEADERS)
+        if resp.cookies:  # still in the cookie jar until the response is sent
+            seen.response["Set-Cookie"] = ", ".join(
+                lesson_headers({"Set-Cookie": m.OutputString()}, ("Set-Cookie",))["Set-Cookie"]
+                for m in resp.cookies.values())
         return resp
 
     async def hello(request: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .store import Seen, Store, forwarded
+from .store import REQUEST_HEADERS, RESPONSE_HEADERS, Seen, Store, forwarded, lesson_headers
 
 #: Largest accepted message; bigger frames close the connection with 1009 (message too big).
 MAX_MESSAGE = 64 * 1024
@@ -94,7 +94,9 @@ class ChatServer:
         self.store.record(Seen(self.name, "GET", request.path, h.get("Origin"),
                                h.get("Sec-Fetch-Site"), status=response.status_code, kind="ws",
                                user=self.store.user_for(h.get("Cookie")),
-                               forwarded=forwarded(h)))
+                               forwarded=forwarded(h),
+                               request=lesson_headers(h, REQUEST_HEADERS),
+                               response=lesson_headers(response.headers, RESPONSE_HEADERS)))
 
     async def handler(self, ws: ServerConnection) -> None:
         assert ws.request is not None

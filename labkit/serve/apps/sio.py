@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from .store import Seen, Store
+from .store import REQUEST_HEADERS, RESPONSE_HEADERS, Seen, Store, lesson_headers
 
 
 def make_app(name: str, store: Store, allowed_origins: Sequence[str] | None) -> web.Application:
@@ -31,10 +31,12 @@ def make_app(name: str, store: Store, allowed_origins: Sequence[str] | None) -> 
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         seen = Seen(name, request.method, request.path_qs, request.headers.get("Origin"),
                     request.headers.get("Sec-Fetch-Site"),
-                    kind="ws" if request.headers.get("Upgrade") else "http")
+                    kind="ws" if request.headers.get("Upgrade") else "http",
+                    request=lesson_headers(request.headers, REQUEST_HEADERS))
         store.record(seen)
         resp: web.StreamResponse = await handler(request)
         seen.status = resp.status
+        seen.response = lesson_headers(resp.headers, RESPONSE_HEADERS)
         return resp
 
     @sio.on("say")  # type: ignore[misc]

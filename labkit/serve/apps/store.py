@@ -31,6 +31,10 @@ class Seen:
     user: str | None = None
     #: Host and X-Forwarded-* as received: what a reverse proxy told the backend.
     forwarded: dict[str, str] = field(default_factory=dict)
+    #: The request headers that decide the lessons (:data:`REQUEST_HEADERS`), as received.
+    request: dict[str, str] = field(default_factory=dict)
+    #: The response headers that decide them (:data:`RESPONSE_HEADERS`), as sent.
+    response: dict[str, str] = field(default_factory=dict)
     seq: int = -1
     at: float = field(default_factory=time.monotonic)
 
@@ -39,10 +43,48 @@ class Seen:
             "service": self.service, "kind": self.kind, "method": self.method, "path": self.path,
             "origin": self.origin, "sec_fetch_site": self.sec_fetch_site, "status": self.status,
             "user": self.user, "forwarded": dict(self.forwarded),
+            "request": dict(self.request), "response": dict(self.response),
         }
 
 
 FORWARDED = ("Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host")
+#: What the browser sends that a lesson turns on: who is asking (Origin, Sec-Fetch-Site), with
+#: what (Cookie, Authorization), what a preflight asks for, and the WebSocket upgrade.
+REQUEST_HEADERS = ("Origin", "Sec-Fetch-Site", "Cookie", "Authorization", "Content-Type",
+                   "Access-Control-Request-Method", "Access-Control-Request-Headers", "Upgrade",
+                   "X-Forwarded-Proto")
+#: What the server answers that the browser decides on.
+RESPONSE_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+                    "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+                    "Access-Control-Max-Age", "Vary", "Set-Cookie", "Location",
+                    "Strict-Transport-Security", "Content-Security-Policy")
+
+
+def lesson_headers(headers: Any, names: tuple[str, ...]) -> dict[str, str]:
+    """The headers of ``names`` present in ``headers`` (any case-insensitive mapping; repeated
+    ones joined as ", "), with secrets cut: a session token or bearer token is shown as "…", so
+    a notebook's output never holds a working credential."""
+    out: dict[str, str] = {}
+    for name in names:
+        values = headers.getall(name, []) if hasattr(headers, "getall") else (
+            headers.get_all(name) if hasattr(headers, "get_all") else
+            [headers[name]] if name in headers else [])
+        if values:
+            out[name] = ", ".join(_redact(name, str(v)) for v in values)
+    return out
+
+
+def _redact(name: str, value: str) -> str:
+    if name in ("Cookie", "Set-Cookie"):
+        parts = []
+        for part in value.split(";"):
+            key, eq, _ = part.partition("=")
+            parts.append(f"{key}=…" if eq and key.strip() == SESSION_COOKIE else part)
+        return ";".join(parts)
+    if name == "Authorization":
+        scheme, _, token = value.partition(" ")
+        return f"{scheme} …" if token else "…"
+    return value
 
 
 def forwarded(headers: Any) -> dict[str, str]:

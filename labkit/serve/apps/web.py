@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from ...errors import AssetMissingError
 from ...model.topology import API_STEPS
-from .store import Seen, Store
+from .store import REQUEST_HEADERS, RESPONSE_HEADERS, Seen, Store, lesson_headers
 
 STEP_LABELS = {
     **{step: f"{method} {path}" + (f" ({'; '.join(f'{k}: {v}' for k, v in h.items())})"
@@ -101,6 +102,37 @@ def _app_js() -> bytes:
     return (Path(__file__).parent.parent / "static" / "app.js").read_bytes()
 
 
+def page_code(steps: list[str] | tuple[str, ...]) -> str:
+    """The lines of the page's own script (static/app.js, read now, so never out of date) that
+    make the calls of ``steps``: in each step's function the statement that calls, and the one
+    line of the helper that calls the browser (``fetch(...)``, ``new WebSocket(url)``)."""
+    text = _app_js().decode()
+    out: list[str] = []
+    helpers = {"callApi": "fetch(cfg.api", "openSocket": "ws = new WebSocket(url)"}
+    used: set[str] = set()
+    for step in steps:
+        m = re.search(rf"^    async {re.escape(step)}\(\) {{\n(.*?)^    }},$", text, re.S | re.M)
+        if m is None:
+            continue
+        lines = m.group(1).splitlines()
+        start = next((i for i, ln in enumerate(lines)
+                      if re.search(r"callApi\(|openSocket\(|= io\(", ln)), None)
+        if start is None:
+            continue
+        end = start
+        while lines[end].count("(") + sum(ln.count("(") for ln in lines[start:end]) > \
+                lines[end].count(")") + sum(ln.count(")") for ln in lines[start:end]):
+            end += 1
+        out.append(f"// step {step}")
+        out += [ln[6:] for ln in lines[start:end + 1]]
+        for helper, needle in helpers.items():
+            if helper + "(" in "\n".join(lines[start:end + 1]) and helper not in used:
+                used.add(helper)
+                line = next(ln.strip() for ln in text.splitlines() if needle in ln)
+                out.append(f"//   {helper}(): {line}")
+    return "\n".join(out)
+
+
 def socketio_client_path() -> Path:
     """The real socket.io browser client, installed from the npm registry at set-up (package.json
     pins it; it is not copied into the repository)."""
@@ -129,7 +161,8 @@ def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]],
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         seen = Seen(name, request.method, request.path_qs, request.headers.get("Origin"),
-                    request.headers.get("Sec-Fetch-Site"))
+                    request.headers.get("Sec-Fetch-Site"),
+                    request=lesson_headers(request.headers, REQUEST_HEADERS))
         store.record(seen)
         try:
             resp: web.StreamResponse = await handler(request)
@@ -137,6 +170,7 @@ def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]],
             seen.status = exc.status
             raise
         seen.status = resp.status
+        seen.response = lesson_headers(resp.headers, RESPONSE_HEADERS)
         return resp
 
     async def index(request: web.Request) -> web.Response:
