@@ -360,10 +360,7 @@ class Lab:
     def _cert(self, svc: Service) -> CertFiles:
         """The certificate a TLS service presents. ``own``: one for its host name only, as a
         cloud load balancer's managed certificate is."""
-        if svc.cert == "own":
-            host = svc.host.lower()
-            return self.pki.leaf((host,), name=f"own-{host}")
-        return self.pki.cert(svc.cert)
+        return self.pki.for_service(svc.cert, svc.host)
 
     def _server_context(self, svc: Service) -> ssl.SSLContext:
         ctx = self._cert(svc).server_context()

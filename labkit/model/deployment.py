@@ -257,6 +257,7 @@ class Deployment:
             "credentials": p.credentials, "sio": self.origin(p.sio) if p.sio else None,
             "ws_scheme": p.ws_scheme, "user": p.user, "room": p.room,
             "message": f"hello from {p.user}", "sandboxed": p.sandboxed,
+            "sio_transports": ["websocket"] if p.sio_websocket_only else None,
         }
 
     def page_headers(self, page_service: str) -> dict[str, str]:

@@ -346,13 +346,24 @@ class _Walk:
         me = OPAQUE if page.sandboxed else page_origin
         sio = page.sio
         assert sio is not None
-        url = d.origin(sio) + "/socket.io/?EIO=4&transport=polling"
+        if page.sio_websocket_only:
+            url = d.listener(sio).ws_url("/socket.io/?EIO=4&transport=websocket")
+        else:
+            url = d.origin(sio) + "/socket.io/?EIO=4&transport=polling"
         refused, url = self.reach(page_svc, page_origin, sio, url)
         if refused is not None:
             return refused
         # python-socketio: no cors_allowed_origins means "same origin only"; a refused origin
         # gets 400 without Access-Control-Allow-Origin, which the browser reports as CORS.
         allowed = d.chat_origins(sio) or (d.origin(sio),)
+        if page.sio_websocket_only:
+            # No polling, so no CORS check: but engineio checks Origin on the WebSocket
+            # handshake too, against the same list, and refuses with 400.
+            if me in allowed:
+                return _allow(policy._WS, f"Origin {me} is in the server's cors_allowed_origins")
+            return _http_error(400, "python-socketio checks Origin on the WebSocket handshake "
+                               "too (cors_allowed_origins; default: same origin only)",
+                               websocket=True)
         if policy.same_origin(me, url):
             return _allow("same origin: no CORS check", f"{url} has the page's origin")
         headers = ({"Access-Control-Allow-Origin": me,

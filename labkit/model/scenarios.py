@@ -161,9 +161,10 @@ def _load_balanced(name: str, cors: CorsPolicy) -> Topology:
 _STORY_STEPS = ("hello", "login", "rooms", "socket", "chat")
 
 
-def _sio(name: str, origins: tuple[str, ...] | None) -> Topology:
+def _sio(name: str, origins: tuple[str, ...] | None, websocket_only: bool = False) -> Topology:
     return _trio(name, extra=(Service("sio", "socketio", origins=origins),),
-                 page=Page(api=None, ws=None, sio="sio", steps=("sio",)))
+                 page=Page(api=None, ws=None, sio="sio", steps=("sio",),
+                           sio_websocket_only=websocket_only))
 
 
 _CATALOGUE: tuple[Scenario, ...] = (
@@ -552,6 +553,23 @@ _CATALOGUE: tuple[Scenario, ...] = (
         "allowed", None, "CORS on the polling transport",
         "With cors_allowed_origins set to the page's origin, the polling requests carry the right "
         "Access-Control-Allow-Origin header. The client connects and then upgrades to WebSocket.",
+        decisive=("sio",),
+    ),
+    Scenario(
+        "socketio-websocket-only",
+        _sio("socketio-websocket-only", None, websocket_only=True),
+        "blocked", "http-error", "skipping polling skips CORS, not the server's Origin check",
+        "The workaround people copy: transports: ['websocket'] in the client. There is no XHR, so "
+        "no CORS check — but python-socketio checks Origin on the WebSocket handshake too, "
+        "against cors_allowed_origins (default: its own origin only), and answers 400.",
+        decisive=("sio",),
+    ),
+    Scenario(
+        "socketio-websocket-only-fixed",
+        _sio("socketio-websocket-only-fixed", _WEB, websocket_only=True),
+        "allowed", None, "the Origin allow-list admits the page",
+        "The same websocket-only client with cors_allowed_origins set to the page's origin. The "
+        "server accepts the handshake's Origin, and the client connects without any polling.",
         decisive=("sio",),
     ),
 )

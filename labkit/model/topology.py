@@ -66,6 +66,9 @@ class Page:
     #: Run the steps inside ``<iframe sandbox="allow-scripts">``: the frame's origin is opaque,
     #: so its requests say ``Origin: null`` (HTML #sandboxing).
     sandboxed: bool = False
+    #: socket.io's client with ``transports: ['websocket']``: no long-polling (so no CORS), the
+    #: handshake straight away — which the server's own Origin check still judges.
+    sio_websocket_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -456,7 +459,7 @@ def _check_page_types(where: str, p: Page) -> None:
     if not isinstance(p.ws_path, str) or not p.ws_path.startswith("/"):
         raise TopologyError(f"ws_path of the page of '{where}' is {p.ws_path!r}",
                             "Write a path starting with '/', e.g. ws_path='/ws'.")
-    for flag in ("same_origin", "sandboxed"):
+    for flag in ("same_origin", "sandboxed", "sio_websocket_only"):
         if not isinstance(getattr(p, flag), bool):
             raise TopologyError(f"{flag} of the page of '{where}' is {getattr(p, flag)!r}",
                                 f"Write {flag}=True or False.")

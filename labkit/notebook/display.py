@@ -157,11 +157,15 @@ def result_html(r: Result) -> str:
     return result_head(r) + observation_html(r.observation)
 
 
-def run_html(r: Result, svg: str, code: str = "") -> str:
+def run_html(r: Result, svg: str, code: str = "", certificates: Any = None) -> str:
     """A run: expectation, the scenario's explanation, its diagram (``svg``), the observation,
-    then the wire (the headers that decided it) beside the page's code that made the calls."""
+    then the wire (the headers that decided it) beside the page's code that made the calls, and
+    for a certificate lesson the certificates the servers presented."""
+    certs = "".join(
+        f"<p style='font-size:12px'><b>{esc(name)}</b> presents: <code>{esc(str(c))}</code></p>"
+        for name, c in (certificates or {}).items())
     return (result_head(r) + f"<p><small>{esc(r.scenario.explanation)}</small></p>"
-            + svg + observation_html(r.observation) + wire_html(r.observation, code))
+            + svg + observation_html(r.observation) + certs + wire_html(r.observation, code))
 
 
 def wire_html(obs: Observation, code: str = "") -> str:

@@ -18,7 +18,8 @@ from ..model.scenarios import Scenario, get
 from ..model.topology import Topology
 from ..observe.browser import Browser
 from ..serve.apps.web import page_code
-from ..serve.pki import default_home
+from ..model.deployment import Deployment
+from ..serve.pki import CertSummary, LabPKI, default_home
 from . import checkup as _doctor
 from . import display  # also registers the HTML views of Lab, Scenario, Observation, ...
 from .diagram import Diagram, render
@@ -104,13 +105,32 @@ class Run:
         return self.result.observation.wire_text()
 
     @property
+    def certificates(self) -> dict[str, CertSummary]:
+        """The certificate each TLS server the page calls presents (its API, chat, socket.io)."""
+        sc = self.result.scenario
+        d = Deployment.plan(sc.topology)
+        page_svc = d.page_service(sc.visit)
+        if page_svc is None:
+            return {}
+        page = d.page(page_svc)
+        pki = LabPKI()
+        out = {}
+        for name in (page.api, page.ws, page.sio):
+            if name is not None and sc.topology.service(name).tls:
+                svc = sc.topology.service(name)
+                out[name] = pki.for_service(svc.cert, svc.host).summary()
+        return out
+
+    @property
     def code(self) -> str:
         """The page's JavaScript that made this visit's calls (from static/app.js)."""
         return page_code(tuple(self.result.observation.steps))
 
     def _repr_html_(self) -> str:
-        return display.run_html(self.result, diagram(self.result.scenario, result=self.result).svg,
-                                self.code)
+        sc = self.result.scenario
+        cert_lesson = sc.name.startswith("wss-") or (sc.reason or "").startswith("cert")
+        return display.run_html(self.result, diagram(sc, result=self.result).svg, self.code,
+                                self.certificates if cert_lesson else {})
 
 
 def run(name: str | Scenario, headless: bool | None = None) -> Run:

@@ -79,6 +79,31 @@ class CertFiles:
         ctx.load_cert_chain(str(self.cert), str(self.key))
         return ctx
 
+    def summary(self) -> CertSummary:
+        """What a browser's certificate viewer shows: subject, names, issuer, validity."""
+        cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(str(n) for n in san.get_values_for_type(x509.DNSName)) + tuple(
+            str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+        return CertSummary(cert.subject.rfc4514_string(), names, cert.issuer.rfc4514_string(),
+                           (cert.not_valid_after_utc - cert.not_valid_before_utc).days)
+
+
+@dataclass(frozen=True)
+class CertSummary:
+    """A certificate as a reader sees it. Names are the subjectAltName entries, which are all a
+    browser matches (RFC 9525 §6.3; the subject's CN is ignored). Validity is a length in days:
+    the dates themselves differ on every machine."""
+
+    subject: str
+    names: tuple[str, ...]
+    issuer: str
+    days: int
+
+    def __str__(self) -> str:
+        return (f"subject {self.subject}; subjectAltName {', '.join(self.names)}; "
+                f"issuer {self.issuer}; valid {self.days} days")
+
 
 class LabPKI:
     """The lab CA, a rogue CA, and leaf certificates, persisted under ``home/pki``.
@@ -235,6 +260,13 @@ class LabPKI:
             raise ValueError(f"unknown certificate kind {kind!r}; choose one of {sorted(kinds)}")
         names, issuer = kinds[kind]
         return self.leaf(names, issuer=issuer, name=kind)
+
+    def for_service(self, cert: str, host: str) -> CertFiles:
+        """The certificate a TLS service presents: ``own`` is one for its host name only, as a
+        cloud load balancer's managed certificate is; any other kind is :meth:`cert`'s."""
+        if cert == "own":
+            return self.leaf((host.lower(),), name=f"own-{host.lower()}")
+        return self.cert(cert)
 
     def leaf(self, names: tuple[str, ...], issuer: str = "lab", name: str | None = None
              ) -> CertFiles:

@@ -166,7 +166,8 @@
     },
     async sio() {
       if (typeof io === "undefined") return { state: "error", detail: "socket.io client not loaded" };
-      const s = io(cfg.sio, { reconnection: false, timeout: TIMEOUT_MS });
+      const s = io(cfg.sio, { reconnection: false, timeout: TIMEOUT_MS,
+        ...(cfg.sio_transports ? { transports: cfg.sio_transports } : {}) });
       return new Promise((resolve) => {
         const done = (r) => { clearTimeout(timer); s.close(); resolve(r); };
         const timer = setTimeout(() => done({ state: "error", detail: "timed out" }), TIMEOUT_MS);
