@@ -7,11 +7,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # JupyterLab refuses to run as root without this flag; participants' laptops are not root.
 ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: lab test setup system notebooks lint types bench clean
+.PHONY: lab reset test setup system notebooks lint types bench clean
 
+# Participants work in workshop/ (untracked): copies of notebooks/ with outputs cleared, made only
+# where missing, so `git pull` never conflicts with their work. `make reset NB=02` re-copies one.
 lab: setup
 	$(PY) -m ipykernel install --sys-prefix --name labkit --display-name "labkit (Python 3)" >/dev/null
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG)
+	$(PY) -m labkit.notebook.nbtools --workshop notebooks workshop
+	$(VENV)/bin/jupyter lab --notebook-dir=workshop $(ROOT_FLAG)
+
+reset: $(VENV)/.installed
+	@test -n "$(NB)" || { echo "say which notebook: make reset NB=02"; exit 2; }
+	$(PY) -m labkit.notebook.nbtools --workshop notebooks workshop $(NB)
 
 test: setup
 	$(VENV)/bin/ruff check labkit tests bench

@@ -3,6 +3,10 @@ fingerprint of the labkit that produced their outputs. A test refuses notebooks 
 stale, so stored outputs always come from the labkit under test.
 
     python -m labkit.notebook.nbtools notebooks/*.ipynb      # what `make notebooks` runs
+    python -m labkit.notebook.nbtools --workshop notebooks workshop [NAME...]   # `make lab`
+
+The tracked notebooks are the reference (outputs stored, checked by nbval). Participants work
+on copies in an untracked folder, outputs cleared so no answer shows before they run a cell.
 """
 
 from __future__ import annotations
@@ -39,7 +43,43 @@ def execute(path: Path, timeout: int = 600) -> float:
     return time.perf_counter() - started
 
 
+def blank(nb: object) -> object:
+    """The notebook with every output and execution count cleared (metadata kept)."""
+    for cell in nb.cells:  # type: ignore[attr-defined]
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    return nb
+
+
+def workshop_copy(reference: Path, work: Path, reset: tuple[str, ...] = ()) -> list[Path]:
+    """Copy each reference notebook into ``work`` with outputs cleared — only where the copy is
+    missing (a participant's work is never overwritten), or named in ``reset`` (by file name or
+    its number, e.g. "02"). Returns the copies written."""
+    import nbformat
+
+    work.mkdir(parents=True, exist_ok=True)
+    written = []
+    for src in sorted(reference.glob("*.ipynb")):
+        dst = work / src.name
+        again = any(src.name == r or src.name.startswith(r + "-") or src.stem == r
+                    for r in reset)
+        if dst.exists() and not again:
+            continue
+        nbformat.write(blank(nbformat.read(src, as_version=4)), dst)
+        written.append(dst)
+    return written
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--workshop"]:
+        if len(argv) < 3:
+            print("usage: nbtools --workshop REFERENCE_DIR WORK_DIR [NOTEBOOK...]",
+                  file=sys.stderr)
+            return 2
+        for dst in workshop_copy(Path(argv[1]), Path(argv[2]), tuple(argv[3:])):
+            print(f"fresh copy: {dst}", flush=True)
+        return 0
     for arg in argv:
         seconds = execute(Path(arg))
         print(f"executed {arg} in {seconds:.1f} s", flush=True)
