@@ -8,10 +8,12 @@ notebook's sight, and ``check_reference()`` proves it passes without printing it
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import TopologyError
 from ..model.cors import CorsPolicy
+from ..model.policy import Credentials
 from ..model.routing import Route
 from ..model.scenarios import Scenario, _hijack, _ws
 from ..model.topology import Page, Service, Topology, WsScheme
@@ -53,10 +55,17 @@ class Exercise:
         from .runner import run_scenario
         from .session import shared_browser
 
-        try:
-            scenarios = self.build(**settings)
-        except TypeError as e:
-            return Check(False, f"{e} — the settings are: {self.settings}", [])
+        unknown = sorted(set(settings) - set(self.reference))
+        missing = sorted(set(self.reference) - set(settings))
+        if unknown or missing:
+            raise TopologyError(
+                f"exercise '{self.name}' takes {', '.join(self.reference)}"
+                + (f"; not {', '.join(unknown)}" if unknown else "")
+                + (f"; {', '.join(missing)} missing" if missing else ""),
+                f"Write ex.check({self.settings}).")
+        scenarios = self.build(**settings)
+        for sc in scenarios:
+            sc.topology.validate()  # a bad setting fails here, in one line, before any browser
         results = [run_scenario(sc, shared_browser()) for sc in scenarios]
         bad = [r for r in results if not r.ok]
         if not bad:
@@ -88,34 +97,78 @@ def _expect(name: str, topology: Topology, expected: str, reason: str | None,
                     decisive=decisive, **kw)
 
 
+def _only_this_page(name: str, api_cors: CorsPolicy, steps: tuple[str, ...],
+                    credentials: Credentials) -> list[Scenario]:
+    """The real page must get in; a page on another origin and a sandboxed page (origin null)
+    must not: so '*', a reflected Origin and 'null' all fail "only this page"."""
+    def topo(suffix: str, evil_page: Page | None = None) -> Topology:
+        services = [Service("web", "web"), Service("api", "api", cors=api_cors)]
+        if evil_page is not None:
+            services.append(Service("evil", "evil", host="127.0.0.1", page=evil_page))
+        return Topology(f"{name}{suffix}", services=tuple(services),
+                        page=Page(ws=None, steps=steps, credentials=credentials))
+
+    other = Page(ws=None, steps=("hello",), credentials=credentials)
+    return [
+        _expect(name, topo(""), "allowed", None, steps),
+        _expect(f"{name}: a page on another origin", topo("-other", other), "blocked", "cors",
+                ("hello",), visit="evil"),
+        _expect(f"{name}: a sandboxed page (Origin: null)",
+                topo("-null", replace(other, sandboxed=True)), "blocked", "cors", ("hello",),
+                visit="evil"),
+    ]
+
+
 def _cors_ex(api_cors: CorsPolicy) -> list[Scenario]:
-    topo = Topology("ex-cors",
-                    services=(Service("web", "web"), Service("api", "api", cors=api_cors)),
-                    page=Page(ws=None, steps=("hello", "login")))
-    return [_expect("ex-cors", topo, "allowed", None, ("hello", "login"))]
+    _setting("api_cors", api_cors, CorsPolicy, "labkit.CorsPolicy('allowlist', ('web',))")
+    return _only_this_page("ex-cors", api_cors, ("hello", "login"), "omit")
 
 
 def _credentials_ex(api_cors: CorsPolicy) -> list[Scenario]:
-    topo = Topology("ex-credentials",
-                    services=(Service("web", "web"), Service("api", "api", cors=api_cors)),
-                    page=Page(ws=None, steps=("login", "hello"), credentials="include"))
-    return [_expect("ex-credentials", topo, "allowed", None, ("login", "hello"))]
+    _setting("api_cors", api_cors, CorsPolicy,
+             "labkit.CorsPolicy('allowlist', ('web',), credentials=True)")
+    return _only_this_page("ex-credentials", api_cors, ("login", "hello"), "include")
+
+
+def _setting(name: str, value: Any, kind: type | tuple[type, ...], example: str) -> None:
+    """A wrong type is the participant's slip, not a crash: one line saying what to write."""
+    if not isinstance(value, kind):
+        raise TopologyError(f"{name}={value!r} is a {type(value).__name__}",
+                            f"Write {name}={example}.")
 
 
 def _origin_ex(chat_origins: tuple[str, ...] | None) -> list[Scenario]:
+    if chat_origins is not None:
+        _setting("chat_origins", chat_origins, tuple, "('web',)")
     topo = _hijack("ex-origin", chat_origins)
-    # Both must hold: the attacker refused, the real page still chatting.
+    # Both must hold: the attacker refused, the real page still chatting — also when the
+    # attacker's page runs in a sandboxed frame (Origin: null).
+    evil = topo.service("evil")
+    assert evil.page is not None
+    sandboxed = replace(topo, name="ex-origin-null", services=tuple(
+        replace(s, page=replace(evil.page, sandboxed=True)) if s.name == "evil" else s
+        for s in topo.services))
     return [_expect("ex-origin", topo, "blocked", "origin-rejected", ("steal",), visit="evil",
-                    before=("web",), before_ok=("login", "chat"))]
+                    before=("web",), before_ok=("login", "chat")),
+            _expect("ex-origin: a sandboxed attacker (Origin: null)", sandboxed, "blocked",
+                    "origin-rejected", ("steal",), visit="evil", before=("web",),
+                    before_ok=("login", "chat"))]
 
 
 def _wss_ex(chat_tls: bool, ws_scheme: WsScheme) -> list[Scenario]:
+    _setting("chat_tls", chat_tls, bool, "True")
+    if ws_scheme not in ("ws", "wss"):
+        raise TopologyError(f"ws_scheme={ws_scheme!r} is not a WebSocket scheme",
+                            "Write ws_scheme='ws' or ws_scheme='wss'.")
     topo = _ws("ex-wss", Service("chat", "chat", host="ws.lab.test", tls=chat_tls),
                ws_scheme=ws_scheme)
     return [_expect("ex-wss", topo, "allowed", None, ("socket", "chat"))]
 
 
 def _proxy_ex(routes: tuple[Route, ...]) -> list[Scenario]:
+    if not isinstance(routes, tuple) or not all(isinstance(r, Route) for r in routes):
+        raise TopologyError(f"routes={routes!r} is not a tuple of Route objects",
+                            "Write routes=(Route('/api', 'api'), ..., Route('/', 'web')).")
     topo = Topology(
         "ex-proxy",
         services=(Service("web", "web", tls=False), Service("api", "api", tls=False),
