@@ -11,6 +11,7 @@ from .errors import (
     BrowserMissingError,
     BrowserStartError,
     CAFileMissingError,
+    GuessError,
     InvalidOriginError,
     LabError,
     LabNotRunningError,
@@ -30,6 +31,7 @@ from .model.cors import CorsPolicy
 from .model.routing import STORY_ROUTES, Route
 from .model.topology import Page, Service, Topology, messenger
 from .notebook.exercises import exercise
+from .notebook.predict import guesses
 from .notebook.session import diagram, doctor, explain, reset, run, scenario, tour
 from .notebook.wire import capture
 from .observe.browser import Browser
@@ -46,6 +48,7 @@ __all__ = [
     "BrowserStartError",
     "CAFileMissingError",
     "CorsPolicy",
+    "GuessError",
     "InvalidOriginError",
     "Lab",
     "LabError",
@@ -72,6 +75,7 @@ __all__ = [
     "doctor",
     "exercise",
     "explain",
+    "guesses",
     "messenger",
     "reset",
     "run",

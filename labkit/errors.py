@@ -209,3 +209,8 @@ class UpstreamAddressError(LabError, ValueError):
                 f"{self.ip}: nginx checks an upstream certificate's DNS names only, never its IP "
                 f"addresses. Give service '{self.upstream}' a host name (localhost or a "
                 f".lab.test name), or serve it without TLS behind nginx.")
+
+
+class GuessError(LabError):
+    """A prediction labkit cannot read (``labkit.run(name, guess=...)``): the message says what
+    to write."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # notebook-floor types: they import this module for their _re
     from .costs import CostReport, Structure
     from .exercises import Check, Exercise
     from .lb import IdleDemo
+    from .predict import Graded
     from .runner import Result
     from .wire import Capture
 
@@ -145,26 +146,51 @@ def lab_html(lab: Lab) -> str:
 
 
 # -- notebook: runs, tours, exercises ------------------------------------------------------------
+def verdict_colour(outcome: str) -> str:
+    """One meaning per colour: green, the browser allowed it; red, the browser blocked it
+    (whether that is the lesson's good or bad news is said in words, not colour)."""
+    return GREEN if outcome == "allowed" else RED
+
+
+def as_expected(ok: bool) -> str:
+    """"As expected" is its own mark, in words (a successful attack is allowed, and expected)."""
+    return ("<span style='border:1px solid #555;padding:0 4px'>as expected</span>" if ok else
+            f"<span style='border:2px solid {AMBER};color:{AMBER};padding:0 4px'>"
+            "NOT as expected</span>")
+
+
 def result_head(r: Result) -> str:
     """One line: what the scenario expected and what the browser showed."""
-    return (f"<p><b>{esc(r.name)}</b>: expected "
-            f"<b>{esc(r.scenario.expected)}</b>, the browser showed "
-            f"<b style='color:{good_or_bad(r.ok)}'>{esc(r.verdict)}</b>"
-            f" — <i>{esc(r.scenario.rule)}</i></p>")
+    return (f"<p><b>{esc(r.name)}</b>: the browser showed "
+            f"<b style='color:{verdict_colour(r.verdict.outcome)}'>{esc(r.verdict)}</b> "
+            f"{as_expected(r.ok)} — <i>{esc(r.scenario.rule)}</i></p>")
+
+
+def guess_html(g: Graded | None) -> str:
+    if g is None:
+        return ("<p style='color:#555'>No guess made: next time, write your prediction in "
+                "<code>guess=</code> before running.</p>")
+    mark = "RIGHT" if g.right else "WRONG"
+    colour = GREEN if g.right else AMBER
+    return (f"<p style='font-size:15px'>Your guess <b>{esc(g.guess)}</b>: "
+            f"<b style='color:{colour}'>{mark}</b>"
+            + ("" if g.right else f" — the browser said <b>{esc(g.verdict)}</b>") + "</p>")
 
 
 def result_html(r: Result) -> str:
     return result_head(r) + observation_html(r.observation)
 
 
-def run_html(r: Result, svg: str, code: str = "", certificates: Any = None) -> str:
+def run_html(r: Result, svg: str, code: str = "", certificates: Any = None,
+             graded: Graded | None = None) -> str:
     """A run: expectation, the scenario's explanation, its diagram (``svg``), the observation,
     then the wire (the headers that decided it) beside the page's code that made the calls, and
     for a certificate lesson the certificates the servers presented."""
     certs = "".join(
         f"<p style='font-size:12px'><b>{esc(name)}</b> presents: <code>{esc(str(c))}</code></p>"
         for name, c in (certificates or {}).items())
-    return (result_head(r) + f"<p><small>{esc(r.scenario.explanation)}</small></p>"
+    return (guess_html(graded) + result_head(r)
+            + f"<p><small>{esc(r.scenario.explanation)}</small></p>"
             + svg + observation_html(r.observation) + certs + wire_html(r.observation, code))
 
 

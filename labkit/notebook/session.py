@@ -23,6 +23,7 @@ from ..serve.pki import CertSummary, LabPKI, default_home
 from . import checkup as _doctor
 from . import display  # also registers the HTML views of Lab, Scenario, Observation, ...
 from .diagram import Diagram, render
+from .predict import Graded, grade, parse_guess
 from .runner import Result, run_scenario
 from .runner import tour as _tour
 
@@ -88,16 +89,18 @@ def diagram(what: str | Scenario | Topology, lab: Lab | None = None,
 
 
 class Run:
-    """A scenario run for real, displayed as: expectation, diagram, what the browser showed."""
+    """A scenario run for real, displayed as: your guess graded, expectation, diagram, what the
+    browser showed, and the rule behind it."""
 
-    def __init__(self, result: Result) -> None:
+    def __init__(self, result: Result, graded: Graded | None = None) -> None:
         self.result = result
+        self.graded = graded
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.result, name)
 
     def __repr__(self) -> str:
-        return repr(self.result)
+        return (f"{self.graded}\n" if self.graded else "") + repr(self.result)
 
     @property
     def wire(self) -> str:
@@ -130,12 +133,16 @@ class Run:
         sc = self.result.scenario
         cert_lesson = sc.name.startswith("wss-") or (sc.reason or "").startswith("cert")
         return display.run_html(self.result, diagram(sc, result=self.result).svg, self.code,
-                                self.certificates if cert_lesson else {})
+                                self.certificates if cert_lesson else {}, self.graded)
 
 
-def run(name: str | Scenario, headless: bool | None = None) -> Run:
-    """Run one scenario in the kernel's browser and show what happened."""
-    return Run(run_scenario(name, shared_browser(headless)))
+def run(name: str | Scenario, guess: Any = None, headless: bool | None = None) -> Run:
+    """Run one scenario in the kernel's browser and show what happened. ``guess``: your
+    prediction, made before running — "allowed", or ("blocked", reason) — graded beside the
+    browser's answer (``labkit.guesses()`` tallies them)."""
+    g = parse_guess(guess)  # a guess it cannot read fails before the browser starts
+    result = run_scenario(name, shared_browser(headless))
+    return Run(result, grade(result.name, g, result.verdict) if g else None)
 
 
 class TourReport:

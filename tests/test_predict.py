@@ -1,0 +1,62 @@
+"""Predict, then run: guesses are read strictly, graded against the browser's verdict, tallied."""
+
+from __future__ import annotations
+
+import pytest
+
+import labkit
+from labkit import GuessError
+from labkit.notebook import predict
+from labkit.notebook.predict import Guess, grade, parse_guess
+from labkit.observe.observation import Verdict
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("allowed", Guess("allowed")),
+    ("blocked", Guess("blocked")),
+    (("blocked", "cors"), Guess("blocked", "cors")),
+    (["blocked", "mixed-content"], Guess("blocked", "mixed-content")),
+    ("blocked cert-name", Guess("blocked", "cert-name")),
+    ("blocked (origin-rejected)", Guess("blocked", "origin-rejected")),
+    (None, None), ("?", None),
+])
+def test_guesses_are_read(text: object, want: Guess | None) -> None:
+    assert parse_guess(text) == want
+
+
+@pytest.mark.parametrize("bad", ["denied", "allowed cors", ("blocked", "corz"), 3, ("blocked",
+                                 "cors", "extra"), "", ("blocked", 1)])
+def test_an_unreadable_guess_is_one_line(bad: object) -> None:
+    with pytest.raises(GuessError) as e:
+        parse_guess(bad)
+    assert "\n" not in str(e.value) and ("Write guess=" in str(e.value)
+                                         or "Reasons:" in str(e.value))
+
+
+def test_grading_needs_the_reason_only_when_named() -> None:
+    blocked = Verdict("blocked", "cors")
+    assert grade("x", Guess("blocked"), blocked, keep=False).right
+    assert grade("x", Guess("blocked", "cors"), blocked, keep=False).right
+    assert not grade("x", Guess("blocked", "cors-preflight"), blocked, keep=False).right
+    assert not grade("x", Guess("allowed"), blocked, keep=False).right
+    assert "the browser said blocked (cors)" in str(grade("x", Guess("allowed"), blocked,
+                                                          keep=False))
+
+
+def test_the_tally_counts_this_kernels_guesses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(predict, "_GRADED", [])
+    assert "no guesses yet" in repr(labkit.guesses())
+    grade("a", Guess("allowed"), Verdict("allowed", None))
+    grade("b", Guess("allowed"), Verdict("blocked", "cors"))
+    t = labkit.guesses()
+    assert t.right == 1 and repr(t).startswith("1 of 2 guesses right")
+
+
+@pytest.mark.browser
+def test_a_run_grades_the_guess_beside_the_browsers_answer() -> None:
+    r = labkit.run("cors-port-mismatch", guess=("blocked", "cors"))
+    assert r.graded is not None and r.graded.right
+    html = r._repr_html_()
+    assert "RIGHT" in html and "as expected" in html
+    with pytest.raises(GuessError):
+        labkit.run("cors-port-mismatch", guess="nope")
