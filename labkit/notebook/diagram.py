@@ -67,7 +67,8 @@ def edges(topology: Topology, visit: str = "web", obs: Observation | None = None
         if topology.service(page_svc).kind in PAGE_KINDS else None
     ws_scheme = urlsplit(socket_url).scheme if socket_url else "wss"
     steps = obs.steps if obs is not None else {}
-    blocked = f" ✗ {reason}" if reason else ""
+    # "×" is Latin-1: every font has it (✗ shows as a box on a projector's fonts).
+    blocked = f" × {reason}" if reason else ""
 
     def states(names: tuple[str, ...]) -> list[str]:
         return [steps[n].state for n in names if n in steps]

@@ -117,17 +117,21 @@ def observation_html(obs: Observation) -> str:
                                     f"<small>{esc(step['detail'])}</small>"))
     if norm["console"]:
         lines = "<br>".join(esc(m) for m in norm["console"])
-        rows.append(field_row("console", f"<small><code>{lines}</code></small>"))
+        rows.append(field_row("console", "<small><code style='display:block;text-align:left;"
+                                         f"white-space:pre-wrap;word-break:break-word'>{lines}"
+                                         "</code></small>"))
     client = obs.browser_version if obs.browser_version.startswith("python") \
         else f"Chromium {obs.browser_version}"
     rows.append(field_row("client", esc(client)))
     img = ""
     if obs.screenshot:
         b64 = base64.b64encode(obs.screenshot).decode()
-        img = (f"<img src='data:image/png;base64,{b64}' style='width:340px;border:1px solid "
+        # The page's own width (680 px): legible on a projector, not a thumbnail.
+        img = (f"<img src='data:image/png;base64,{b64}' style='width:680px;max-width:100%;"
+               f"border:1px solid "
                f"{FRAME}' alt='screenshot of the page'>")
-    return ("<div style='display:flex;gap:12px;align-items:flex-start'>"
-            f"{table(rows, style='font-size:13px;max-width:560px')}{img}</div>")
+    # Stacked, not side by side: the table and the full-width screenshot each stay legible.
+    return f"<div>{table(rows, style='font-size:13px;max-width:680px')}{img}</div>"
 
 
 # -- lab -----------------------------------------------------------------------------------------
@@ -223,13 +227,14 @@ def tour_html(results: Iterable[Result]) -> str:
                td(f"<b>{r.verdict.outcome}</b>",
                   f"color:{good_or_bad(r.verdict.outcome == 'allowed')}"),
                td(esc(r.verdict.reason or "-")),
-               td("✅" if r.ok else "❌ " + esc("; ".join(r.problems))),
+               td("yes" if r.ok else "<b>NO</b>: " + esc("; ".join(r.problems))),
                td(f"<small>{esc(r.scenario.rule)}</small>")) for r in results)
     return table(rows, ("scenario", "expected", "observed", "reason", "as expected", "rule"))
 
 
 def doctor_html(checks: Iterable[DoctorCheck]) -> str:
-    return table(tr(td("✅" if c.ok else "❌"), td(f"<b>{esc(c.name)}</b>"), td(esc(c.detail)),
+    return table(tr(td("ok" if c.ok else f"<b style='color:{RED}'>MISSING</b>"),
+                    td(f"<b>{esc(c.name)}</b>"), td(esc(c.detail)),
                     td(f"<code>{esc('' if c.ok else c.fix)}</code>")) for c in checks)
 
 

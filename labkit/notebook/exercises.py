@@ -28,7 +28,7 @@ class Check:
     results: list[Result]
 
     def __repr__(self) -> str:
-        return ("✅ fixed: " if self.passed else "❌ not yet: ") + self.summary
+        return ("FIXED: " if self.passed else "NOT YET: ") + self.summary
 
     def _repr_html_(self) -> str:
         return display.check_html(self)
@@ -87,8 +87,8 @@ class Exercise:
     def check_reference(self) -> str:
         """Prove the exercise is solvable, without showing the solution."""
         v = self.check(**self.reference)
-        return ("✅ the reference solution passes in the real browser (ex.solution() shows it)"
-                if v.passed else f"❌ the reference solution fails: {v.summary}")
+        return ("the reference solution passes in the real browser (ex.solution() shows it)"
+                if v.passed else f"THE REFERENCE SOLUTION FAILS: {v.summary}")
 
 
 def _expect(name: str, topology: Topology, expected: str, reason: str | None,
