@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     import configs
 
-    from labkit import LabError, PortInUseError, runner, system
+    from labkit import LabError, PortInUseError, system
+    from labkit.notebook import runner
     from labkit.observe.browser import Browser
 
     if system.find_browser() is None:

@@ -332,7 +332,8 @@ class Lab:
                                redirect_hosts=tuple(d.listener(r.name).host for r in served))
         if svc.kind == "redirect":
             assert svc.target is not None
-            return RedirectServer(d.listener(svc.name).host, d.listener(svc.target).port)
+            return RedirectServer(d.listener(svc.name).host, d.listener(svc.target).port,
+                                  self.store, svc.name)
         raise AssertionError(f"unbuildable kind {svc.kind}")  # validate() rejects these
 
     def nginx_config(self, name: str = "proxy") -> str:

@@ -4,21 +4,33 @@ check that ``labkit.explain`` predicts what the real Chromium does on configurat
 
 Most draws have one of the story's plausible shapes (so most are accepted by the validator):
 
-- ``trio``     web, api, chat (sometimes socket.io, an HTTP->HTTPS redirect) on one host family;
+- ``trio``     web, api, chat (sometimes socket.io, an HTTP->HTTPS redirect, a redirect listener
+               the page's socket is pointed at, HSTS or CSP upgrade-insecure-requests on the
+               page, an API that forces https) on one host family;
 - ``hijack``   the victim's web page, api and chat, and an attacker's ``evil`` page, visited after
-               the victim logged in (``before=("web",)``), same-site or cross-site;
+               the victim logged in (``before=("web",)``), same-site (``evil.lab.test``) or
+               cross-site (``evil-lab.test``, localhost): stealing the chat socket, or reading
+               ``/api/whoami`` with credentials, sometimes from a sandboxed frame (Origin null)
+               against a reflecting or ``null``-allowing API;
 - ``proxied``  plain backends behind one TLS origin (labkit's proxy or nginx), routes sometimes
-               broken, often with a redirect listener in front;
+               broken, often with a redirect listener in front; sometimes an API that forces
+               https behind a proxy that does (or does not) send X-Forwarded-Proto;
 - ``lb``       the load-balancer shape: one proxy per backend, each with its own certificate;
 - ``sio``      a socket.io server, polling first;
 - ``wild``     any mix the validator accepts: proxies with drawn routes, pages calling them
                directly, redirects to any TLS service, several pages visited first.
 
 Every knob of the public API is drawn somewhere: host families (localhost, 127.0.0.1, ::1,
-``*.lab.test``, upper-cased names), fixed ports, TLS and certificates, CORS policies (mode, origins
-by service name or explicit, credentials, preflight, methods, headers, max-age), chat and socket.io
-Origin allow-lists, the page's calls, scheme, path, steps, credentials mode and user, per-service or
-topology-wide pages, proxy routes and idle timeouts. Pure: no sockets, no browser.
+``*.lab.test``, upper-cased names, the other site ``evil-lab.test``), fixed ports, TLS and
+certificates (lab, rogue, wrong-name, own, ``wildcard`` = ``*.lab.test`` only, also on two-label
+names such as ``chat.ws.lab.test``), CORS policies (mode ``none``/``allowlist``/``wildcard``/
+``reflect``, origins by service name, explicit or ``"null"``, credentials, preflight, methods,
+headers, max-age), chat and socket.io Origin allow-lists (``"null"`` too), the page's calls,
+scheme, path, steps (all of ``topology.STEPS``: ``whoami`` and ``bearer`` included), credentials
+mode, user and ``sandboxed``, per-service or topology-wide pages, the page server's ``hsts`` and
+``upgrade_insecure``, the API's ``https_only``, proxy routes, idle timeouts and
+``forwarded_proto``, redirect listeners with and without TLS (also as a page's ``ws=`` target).
+Pure: no sockets, no browser.
 """
 
 from __future__ import annotations
@@ -33,13 +45,14 @@ from hypothesis import reject
 from hypothesis import strategies as st
 
 from labkit import CorsPolicy, LabError, Page, Route, Service, Topology
+from labkit.model import topology as _topology
 from labkit.model.routing import STORY_ROUTES
 
 #: The topology name of every drawn configuration (a Lab stops an older lab of the same name).
 NAME = "explain-prop"
 #: The page steps, in the order the page may run them (topology.STEPS).
-STEPS = ("hello", "login", "rooms", "post-text", "socket", "chat", "steal", "sio")
-API_STEPS = ("hello", "login", "rooms", "post-text")
+STEPS: tuple[str, ...] = tuple(_topology.STEPS)
+API_STEPS: tuple[str, ...] = tuple(_topology.API_STEPS)
 STORY_STEPS = ("hello", "login", "rooms", "socket", "chat")
 PAGE_KINDS = ("web", "evil", "proxy", "nginx")
 
@@ -123,7 +136,7 @@ def weighted(draw: Any, *pairs: tuple[Any, int]) -> Any:
 #: certificate's ``*.lab.test`` does not cover it.
 _LAB = {
     "web": (("app.lab.test", 8), ("www.lab.test", 1)),
-    "api": (("api.lab.test", 8), ("app.lab.test", 1)),
+    "api": (("api.lab.test", 8), ("app.lab.test", 1), ("api.v1.lab.test", 1)),
     "chat": (("ws.lab.test", 7), ("chat.ws.lab.test", 2), ("chat.lab.test", 1)),
     "evil": (("evil.lab.test", 8), ("evil.app.lab.test", 1)),
     "sio": (("sio.lab.test", 3), ("ws.lab.test", 1)),
@@ -151,10 +164,11 @@ FAMILIES = (("localhost", 6), ("lab", 8), ("127.0.0.1", 2), ("mixed", 3), ("::1"
 
 
 def draw_cert(draw: Any, rare: int = 15) -> str:
-    """Mostly the trusted lab certificate; ``rare`` percent of the time another one."""
+    """Mostly the trusted lab certificate; ``rare`` percent of the time another one (the
+    ``wildcard`` one covers ``*.lab.test`` only: one label deep, no localhost, no IPs)."""
     if not chance(draw, rare):
         return "lab"
-    return weighted(draw, ("rogue", 1), ("wrong-name", 1), ("own", 1))
+    return weighted(draw, ("rogue", 2), ("wrong-name", 2), ("own", 2), ("wildcard", 3))
 
 
 class Draft:
@@ -212,7 +226,7 @@ def draw_explicit_origin(draw: Any, drafts: list[Draft]) -> str:
             scheme = "http" if d.tls else "https"
         return _origin_text(scheme, host, d.port)
     host = weighted(draw, ("localhost", 3), ("app.lab.test", 2), ("APP.lab.test", 1),
-                    ("127.0.0.1", 1), ("evil.lab.test", 1))
+                    ("127.0.0.1", 1), ("evil.lab.test", 1), ("evil-lab.test", 1))
     if chance(draw, 10):
         return f"https://{host}"  # default port: names no lab listener
     return _origin_text(weighted(draw, ("https", 4), ("http", 1)), host,
@@ -221,13 +235,16 @@ def draw_explicit_origin(draw: Any, drafts: list[Draft]) -> str:
 
 def draw_allowlist(draw: Any, drafts: list[Draft], primary: str) -> tuple[str, ...]:
     """An allow-list: mostly the page's service name, sometimes several names, explicit origins,
-    a service that serves no page, or nothing."""
+    ``"null"`` (the opaque origin of sandboxed frames), a service that serves no page, or
+    nothing."""
     pages = [d.name for d in drafts if d.kind in PAGE_KINDS]
     others = [d.name for d in drafts if d.kind not in PAGE_KINDS]
     how = weighted(draw, ("primary", 10), ("names", 3), ("explicit", 3), ("mixed", 2),
-                   ("other", 1), ("empty", 1))
+                   ("null", 2), ("other", 1), ("empty", 1))
     if how == "primary":
         return (primary,)
+    if how == "null":
+        return weighted(draw, (("null",), 1), (("null", primary), 2), ((primary, "null"), 1))
     if how == "names":
         return tuple(draw(st.lists(st.sampled_from(pages), min_size=1, max_size=3, unique=True)))
     if how == "explicit":
@@ -242,7 +259,7 @@ def draw_allowlist(draw: Any, drafts: list[Draft], primary: str) -> tuple[str, .
 
 def draw_cors(draw: Any, drafts: list[Draft], primary: str, *, credentials: int = 30,
               mode: str | None = None) -> CorsPolicy:
-    mode = mode or weighted(draw, ("allowlist", 6), ("none", 2), ("wildcard", 2))
+    mode = mode or weighted(draw, ("allowlist", 6), ("none", 2), ("wildcard", 2), ("reflect", 2))
     if mode == "allowlist" or chance(draw, 10):  # an allow-list with another mode is ignored
         origins = draw_allowlist(draw, drafts, primary)
     else:
@@ -256,7 +273,8 @@ def draw_cors(draw: Any, drafts: list[Draft], primary: str, *, credentials: int 
         methods=weighted(draw, (("GET", "POST"), 8), (("GET",), 1), (("GET", "POST", "PUT"), 1),
                          (("PUT",), 1)),
         headers=weighted(draw, (("content-type",), 10), ((), 2), (("Content-Type",), 1),
-                         (("*",), 1), (("authorization",), 1), (("content-type", "x-token"), 1)),
+                         (("*",), 1), (("authorization",), 1), (("content-type", "x-token"), 1),
+                         (("content-type", "authorization"), 2), (("Authorization",), 1)),
         max_age=weighted(draw, (0, 9), (600, 1)),
     )
 
@@ -275,6 +293,8 @@ def draw_steps(draw: Any, api: str | None, ws: str | None, sio: str | None,
         pool += list(API_STEPS)
     if ws is not None:
         pool += ["socket", "chat"] + (["steal"] if role == "evil" else [])
+    if api is not None and role == "evil":
+        pool += ["whoami", "whoami"]  # the attacker's read: who does the API take it for
     if sio is not None:
         pool += ["sio"]
     if api is not None and ws is not None and sio is None and role == "web" and chance(draw, 35):
@@ -290,7 +310,12 @@ def draw_steps(draw: Any, api: str | None, ws: str | None, sio: str | None,
 
 
 def draw_page(draw: Any, *, api: str | None, ws: str | None, sio: str | None = None,
-              role: str = "web", same_origin: bool = False) -> Page:
+              role: str = "web", same_origin: bool = False, sandboxed: int | None = None
+              ) -> Page:
+    """A page; ``sandboxed`` percent of the time its steps run in a sandboxed frame (Origin
+    null): mostly an attacker's trick (30% for evil pages, 5% otherwise by default)."""
+    if sandboxed is None:
+        sandboxed = 30 if role == "evil" else 5
     if api is not None and chance(draw, 8):
         api = None
     if ws is not None and chance(draw, 8):
@@ -308,7 +333,17 @@ def draw_page(draw: Any, *, api: str | None, ws: str | None, sio: str | None = N
         credentials=weighted(draw, ("omit", 5), ("include", 3), ("same-origin", 2)),
         user=weighted(draw, ("alice", 9), ("bob", 1)),
         room=weighted(draw, ("general", 19), ("random", 1)),
+        sandboxed=chance(draw, sandboxed),
     )
+
+
+def draw_page_headers(draw: Any, d: Draft, percent: int = 12) -> None:
+    """Sometimes HSTS and/or CSP upgrade-insecure-requests on a page server (TLS or not: over
+    plain http both are sent and HSTS ignored)."""
+    if chance(draw, percent):
+        d.kw["hsts"] = True
+    if chance(draw, percent):
+        d.kw["upgrade_insecure"] = True
 
 
 def _tls_plan(draw: Any) -> str:
@@ -343,11 +378,30 @@ def _trio(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
         sio = Draft("sio", "socketio", draw_host(draw, "sio", family), tls=_tls(draw, plan),
                     cert=draw_cert(draw, 8))
         drafts.append(sio)
+    draw_page_headers(draw, web, percent=15)
+    if (web.kw.get("hsts") or web.kw.get("upgrade_insecure")) and chance(draw, 40):
+        # HSTS is per host, every port: a plain service on the page's host is what it changes.
+        other = [d for d in (api, chat) if d is not None]
+        if other:
+            d = draw(st.sampled_from(other))
+            d.host, d.kw["tls"] = web.host, chance(draw, 30)
+    if api is not None and chance(draw, 8):
+        api.kw["https_only"] = True  # on a plain API: a 308 to https on a port without TLS
+    if chat is not None and chat.host.lower() == "chat.ws.lab.test" and chance(draw, 40):
+        chat.kw["cert"] = "wildcard"  # *.lab.test is one label deep: chat.ws is two
     redirect = None
     if web.tls and chance(draw, 12):
         host = web.host if chance(draw, 85) else draw_host(draw, "web", "mixed")
         redirect = Draft("redirect", "redirect", host, tls=False, target="web")
         drafts.append(redirect)
+    moved = None
+    if chat is not None and chance(draw, 10):
+        # A listener that answers the socket's handshake with 308 to the chat server: browsers
+        # never follow it. Usually TLS (the page asks for wss://), on the chat's host.
+        tls = chance(draw, 75)
+        moved = Draft("moved", "redirect", chat.host if chance(draw, 80) else web.host, tls=tls,
+                      cert=draw_cert(draw, 10) if tls else "lab", target="chat")
+        drafts.append(moved)
     draw_ports(draw, drafts)
     if api is not None:
         api.kw["cors"] = draw_cors(draw, drafts, "web")
@@ -355,13 +409,28 @@ def _trio(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
         chat.kw["origins"] = draw_origins(draw, drafts, "web")
     if sio is not None:
         sio.kw["origins"] = draw_origins(draw, drafts, "web", none=35)
-    page = draw_page(draw, api=api and api.name, ws=chat and chat.name, sio=sio and sio.name)
+    ws = moved.name if moved is not None and chance(draw, 85) else chat and chat.name
+    page = draw_page(draw, api=api and api.name, ws=ws, sio=sio and sio.name)
     visit = "redirect" if redirect is not None and chance(draw, 70) else "web"
-    return drafts, page, visit, ()
+    before: tuple[str, ...] = ()
+    if web.kw.get("hsts") and chance(draw, 50):
+        # A later visit in the same browser: the HSTS host is now known (every port). Either
+        # the same page again (or its redirect listener), or a plain page on another host whose
+        # calls to the HSTS host get upgraded.
+        before = ("web",)
+        if chance(draw, 50):
+            host = weighted(draw, ("www.lab.test", 3), ("evil.lab.test", 1), ("localhost", 1))
+            old = Draft("old", "web", host, tls=False,
+                        page=draw_page(draw, api=api and api.name, ws=ws, sio=sio and sio.name,
+                                       sandboxed=0))
+            drafts.append(old)
+            visit = "old"
+    return drafts, page, visit, before
 
 
-_EVIL_HOSTS = (("evil.lab.test", 10), ("localhost", 3), ("127.0.0.1", 2), ("EVIL.lab.test", 1),
-               ("app.lab.test", 1), ("evil.app.lab.test", 1))
+_EVIL_HOSTS = (("evil.lab.test", 10), ("evil-lab.test", 6), ("localhost", 3), ("127.0.0.1", 2),
+               ("EVIL.lab.test", 1), ("app.lab.test", 1), ("evil.app.lab.test", 1),
+               ("www.evil-lab.test", 1), ("Evil-Lab.test", 1))
 
 
 def _hijack(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
@@ -376,8 +445,13 @@ def _hijack(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
     evil = Draft("evil", "evil", weighted(draw, *_EVIL_HOSTS), tls=not chance(draw, 15))
     drafts = [web, api, chat, evil]
     draw_ports(draw, drafts)
-    if chance(draw, 75):
+    how = weighted(draw, ("web", 10), ("reflect", 4), ("null", 3), ("drawn", 6))
+    if how == "web":
         api.kw["cors"] = CorsPolicy("allowlist", ("web",), credentials=True)
+    elif how == "reflect":
+        api.kw["cors"] = CorsPolicy("reflect", credentials=not chance(draw, 20))
+    elif how == "null":
+        api.kw["cors"] = CorsPolicy("allowlist", ("null", "web"), credentials=True)
     else:
         api.kw["cors"] = draw_cors(draw, drafts, "web", credentials=60)
     how = weighted(draw, ("none", 8), ("web", 6), ("drawn", 6))
@@ -386,13 +460,25 @@ def _hijack(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
     else:
         chat.kw["origins"] = None if how == "none" else ("web",)
     if chance(draw, 65):
-        victim = Page(steps=("login", "socket", "chat"), credentials="include")
+        victim = Page(steps=weighted(draw, (("login", "socket", "chat"), 4),
+                                     (("login", "whoami", "socket", "chat"), 1),
+                                     (("login", "whoami"), 1)), credentials="include")
     else:
-        victim = draw_page(draw, api="api", ws="chat")
-    how = weighted(draw, ("steal", 13), ("drawn", 5), ("inherit", 2))
+        victim = draw_page(draw, api="api", ws="chat", sandboxed=0)
+    how = weighted(draw, ("steal", 10), ("read", 6), ("drawn", 5), ("inherit", 2))
     if how == "steal":
         evil.kw["page"] = Page(api=None, ws="chat", steps=("steal",),
-                               ws_scheme=weighted(draw, (None, 9), ("wss", 1)))
+                               ws_scheme=weighted(draw, (None, 9), ("wss", 1)),
+                               sandboxed=chance(draw, 20))
+    elif how == "read":
+        # The attacker reads who the API takes it for, with credentials (the victim's cookie
+        # rides along same-site; never from another site or an opaque origin).
+        evil.kw["page"] = Page(api="api", ws=None,
+                               steps=weighted(draw, (("whoami",), 6), (("hello", "whoami"), 1),
+                                              (("whoami", "bearer"), 1)),
+                               credentials=weighted(draw, ("include", 8), ("omit", 1),
+                                                    ("same-origin", 1)),
+                               sandboxed=chance(draw, 45))
     elif how == "drawn":
         evil.kw["page"] = draw_page(draw, api="api", ws="chat", role="evil")
     if chance(draw, 12):
@@ -434,6 +520,12 @@ def _proxied(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
     proxy = Draft("proxy", kind, proxy_host, tls=not chance(draw, 6), cert=draw_cert(draw, 10),
                   routes=_routes(draw))
     drafts.append(proxy)
+    if chance(draw, 30):
+        drafts[1].kw["https_only"] = True  # "force HTTPS" on the API behind the proxy
+    if chance(draw, 25):
+        proxy.kw["forwarded_proto"] = False  # the proxy never says X-Forwarded-Proto
+    if chance(draw, 10):
+        draw_page_headers(draw, drafts[0], percent=60)  # the web backend's page headers
     redirect = None
     if proxy.tls and chance(draw, 50):
         host = proxy_host if chance(draw, 88) else weighted(draw, ("localhost", 1),
@@ -456,6 +548,19 @@ def _proxied(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
     else:
         page = draw_page(draw, api="api", ws="chat")
     visit = weighted(draw, ("proxy", 11), ("redirect", 8 if redirect else 0), ("web", 1))
+    if chance(draw, 12):
+        # Log in through the proxy, then a plain page on a lab name opens the chat directly:
+        # whether the session cookie is Secure depends on what the proxy told the API.
+        if chance(draw, 70):
+            chat.host = "ws.lab.test"
+        drafts.append(Draft("plain", "web", "www.lab.test", tls=False,
+                            page=Page(api=None, ws="chat",
+                                      steps=weighted(draw, (("socket",), 3),
+                                                     (("socket", "chat"), 1)))))
+        if chance(draw, 50):
+            page = Page(api=None, ws=None, same_origin=True, steps=("login",),
+                        credentials=weighted(draw, ("same-origin", 3), ("include", 1)))
+        return drafts, page, "plain", ("proxy",)
     return drafts, page, visit, ()
 
 
@@ -531,8 +636,15 @@ def _wild(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
     for name in ("api", "chat", "sio", "evil"):
         if name in extra:
             kind = "socketio" if name == "sio" else name
-            drafts.append(Draft(name, kind, draw_host(draw, name, family), tls=_tls(draw, plan),
+            host = (weighted(draw, *_EVIL_HOSTS) if name == "evil" and chance(draw, 30)
+                    else draw_host(draw, name, family))
+            drafts.append(Draft(name, kind, host, tls=_tls(draw, plan),
                                 cert=draw_cert(draw, 20)))
+    for d in drafts:
+        if d.kind in PAGE_KINDS:
+            draw_page_headers(draw, d, percent=10)
+        elif d.kind == "api" and chance(draw, 15):
+            d.kw["https_only"] = True
     backends = [d.name for d in drafts]
     for name in ("proxy", "proxy2"):
         if name in extra:
@@ -546,13 +658,18 @@ def _wild(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
                                                      ("127.0.0.1", 1)))
             drafts.append(Draft(name, kind, host, tls=_tls(draw, plan), cert=draw_cert(draw, 20),
                                 routes=routes,
-                                idle_timeout=weighted(draw, (None, 4), (30.0, 1))))
+                                idle_timeout=weighted(draw, (None, 4), (30.0, 1)),
+                                forwarded_proto=not chance(draw, 20)))
     if chance(draw, 25):
         tls_targets = [d.name for d in drafts if d.tls] or [drafts[0].name]
         target = draw(st.sampled_from(tls_targets))
         host = next(d.host for d in drafts if d.name == target) if chance(draw, 70) else \
             draw_host(draw, "web", family)
-        drafts.append(Draft("redirect", "redirect", host, tls=False, target=target))
+        kind = next(d.kind for d in drafts if d.name == target)
+        # A TLS redirect listener sometimes (never in front of nginx: the validator refuses).
+        tls = kind != "nginx" and chance(draw, 20)
+        drafts.append(Draft("redirect", "redirect", host, tls=tls,
+                            cert=draw_cert(draw, 20) if tls else "lab", target=target))
     draw_ports(draw, drafts, percent=20)
     names = [d.name for d in drafts]
     for d in drafts:
@@ -563,6 +680,8 @@ def _wild(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
     proxies = [d.name for d in drafts if d.kind in ("proxy", "nginx")]
     apis = [d.name for d in drafts if d.kind == "api"] + proxies
     chats = [d.name for d in drafts if d.kind == "chat"] + proxies
+    if "redirect" in names and chance(draw, 30):
+        chats.append("redirect")  # a socket pointed at a redirect listener
 
     def page(role: str) -> Page:
         same = bool(proxies) and chance(draw, 20)

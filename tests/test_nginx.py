@@ -463,7 +463,8 @@ def test_plain_nginx_listens_without_tls_and_tells_the_backend_http() -> None:
     assert not re.search(r"^\s*(listen .*\bssl\b|ssl_)", conf, re.M), conf
     assert status == 200, seen
     assert isinstance(seen, dict)
-    assert (seen["Host"], seen["X-Forwarded-Proto"]) == (HOST, "http")
+    # The browser's name and port: a backend building a URL from Host keeps the port.
+    assert (seen["Host"], seen["X-Forwarded-Proto"]) == (f"{HOST}:{port}", "http")
 
 
 def test_tls_nginx_is_tls_and_refuses_plain_http() -> None:
@@ -480,7 +481,7 @@ def test_tls_nginx_is_tls_and_refuses_plain_http() -> None:
     assert f"listen 127.0.0.1:{port} ssl;" in conf and "ssl_certificate " in conf
     assert plain_status == 400 and "plain HTTP request was sent to HTTPS port" in str(plain_body)
     assert status == 200 and isinstance(seen, dict)
-    assert (seen["Host"], seen["X-Forwarded-Proto"]) == (HOST, "https")
+    assert (seen["Host"], seen["X-Forwarded-Proto"]) == (f"{HOST}:{port}", "https")
 
 
 def test_a_redirect_to_a_plain_nginx_is_refused_with_the_fix() -> None:
@@ -501,8 +502,9 @@ def test_only_websocket_locations_send_upgrade_and_they_repeat_the_forwarded_hea
     for prefix in ("/api", "/"):
         assert "proxy_set_header" not in location_block(conf, prefix), prefix
     # A location with a proxy_set_header of its own inherits none: the ws one repeats them all.
-    for line in ("Host              $host", "X-Forwarded-For   $proxy_add_x_forwarded_for",
-                 "X-Forwarded-Proto $scheme", "X-Forwarded-Host  $host",
+    for line in ("Host              $host:$server_port",
+                 "X-Forwarded-For   $proxy_add_x_forwarded_for",
+                 "X-Forwarded-Proto $scheme", "X-Forwarded-Host  $host:$server_port",
                  "Upgrade           $http_upgrade", "Connection        $connection_upgrade"):
         assert f"proxy_set_header {line};" in ws, line
         if not line.startswith(("Upgrade", "Connection")):
@@ -529,7 +531,7 @@ def test_a_websocket_handshake_upgrades_only_on_a_websocket_route(websocket: boo
 
             status, echoed = asyncio.run(handshake())
     [seen] = chat.handshakes
-    assert (seen["host"], seen["x-forwarded-proto"]) == (HOST, "https")
+    assert (seen["host"], seen["x-forwarded-proto"]) == (f"{HOST}:{port}", "https")
     if websocket:
         assert (status, echoed) == (101, "hi")
         assert (seen["upgrade"].lower(), seen["connection"].lower()) == ("websocket", "upgrade")
@@ -615,7 +617,7 @@ def test_an_https_upstream_is_verified_like_labkits_proxy(cert: str, status: int
     assert got == status, seen
     assert ws_status == (101 if status == 200 else 502)
     if status == 200:
-        assert isinstance(seen, dict) and seen["Host"] == HOST
+        assert isinstance(seen, dict) and seen["Host"] == f"{HOST}:{port}"
     elif cert == "rogue":
         assert "upstream SSL certificate verify error" in errors, errors
     else:

@@ -43,12 +43,12 @@ class Cookie:
         return (self.name, self.domain or self.host, self.domain is None)
 
 
-def login_cookie(api_url: str, forwarded_proto: str | None, user: str) -> Cookie:
-    """The cookie labkit's API sets for a login sent to ``api_url`` (the URL the browser used;
-    behind a proxy the backend sees that Host and the proxy's ``X-Forwarded-Proto``)."""
+def login_cookie(api_url: str, user: str, *, secure: bool) -> Cookie:
+    """The cookie labkit's API sets for a login sent to ``api_url`` (the URL the browser used:
+    behind a proxy the backend sees that Host). ``secure``: the API believed the request came
+    over https — its own TLS, or a proxy's ``X-Forwarded-Proto: https``."""
     parts = urlsplit(api_url)
     host = (parts.hostname or "").lower()
-    secure = parts.scheme == "https" or forwarded_proto == "https"
     domain = LAB_COOKIE_DOMAIN if host.endswith("." + LAB_COOKIE_DOMAIN) else None
     return Cookie("labkit_session", user, host, domain, secure)
 

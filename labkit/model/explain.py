@@ -99,10 +99,12 @@ class _Response:
 
 
 def _believed_https(d: Deployment, a: Answer) -> bool:
-    """Whether the API believes the browser used https: its own listener's TLS when called
-    directly; behind proxies, what the last one says in X-Forwarded-Proto (nothing: http)."""
+    """Whether the API believes the browser used https: its own listener's TLS, or behind
+    proxies what the last one says in X-Forwarded-Proto (nothing: http)."""
+    if d.listener(a.service or "").tls:
+        return True  # its own socket is TLS (request.secure)
     if not a.via:
-        return d.listener(a.service or "").tls
+        return False
     proxy = d.topology.service(a.via[-1])
     return proxy.forwarded_proto and d.listener(proxy.name).tls
 
@@ -154,6 +156,10 @@ class _Walk:
         self.session: str | None = None
         #: Hosts that sent Strict-Transport-Security over valid TLS (RFC 6797 §8.1): every port.
         self.hsts: set[str] = set()
+        #: Whether the last :meth:`reach` upgraded its URL through HSTS.
+        self.hsts_upgraded = False
+        #: What the last :meth:`reach` rewrote, said for the step's detail ("" if nothing).
+        self.note = ""
 
     def reach(self, page_svc: str, page_origin: str, service: str, url: str
               ) -> tuple[Prediction | None, str]:
@@ -163,13 +169,24 @@ class _Walk:
         (the request is never sent), then a known HSTS host is upgraded (Chromium does that in
         the network stack, after the mixed-content check), then the TLS handshake with
         ``service``."""
-        if self.d.topology.service(page_svc).upgrade_insecure:
+        self.note = ""
+        if self.d.topology.service(page_svc).upgrade_insecure \
+                and not policy.is_potentially_trustworthy(url) and _upgrade(url) != url:
+            # Chromium leaves potentially trustworthy URLs alone (localhost, loopback): Blink
+            # MixedContentChecker::UpgradeInsecureRequest; websocket_common.cc likewise.
+            self.note = (f"upgrade-insecure-requests rewrote {url} to {_upgrade(url)} before the "
+                         "mixed-content check (Upgrade Insecure Requests §4.1); ")
             url = _upgrade(url)
         mixed = policy.mixed_content_check(page_origin + "/", url)
         if not mixed.ok:
             return mixed, url
-        if (urlsplit(url).hostname or "").lower() in self.hsts:
+        self.hsts_upgraded = False
+        if (urlsplit(url).hostname or "").lower() in self.hsts and \
+                urlsplit(url).scheme in ("http", "ws"):
+            self.note += f"HSTS for this host upgraded it to {_upgrade(url)}; "
             url = _upgrade(url)
+            # An internal redirect to another origin: the handshake's Origin becomes "null".
+            self.hsts_upgraded = True
         tls = _tls(self.d, service, url)
         return (tls if tls is not None and not tls.ok else None), url
 
@@ -199,8 +216,19 @@ class _Walk:
                 "blocked", "http-error", _HTTP,
                 f"the page at {page_origin}/ answered HTTP {resp.status}"
                 + (f" — {a.why}" if a.why else ""))
-        if page_origin.startswith("https:") and d.topology.service(page_svc).hsts:
-            self.hsts.add(host)  # over TLS the browser trusted (a failed one returned above)
+        page_server = d.topology.service(page_svc)
+        if page_origin.startswith("https:") and page_server.hsts and policy._ip(host) is None \
+                and not policy.is_potentially_trustworthy(f"http://{host}/"):
+            # Over TLS the browser trusted (a failed one returned above). Not for IP addresses
+            # (RFC 6797 §8.1) nor localhost (Chromium ignores it there, crbug.com/41251622).
+            self.hsts.add(host)
+        if page_origin.startswith("http:") and page_server.upgrade_insecure \
+                and not policy.is_potentially_trustworthy(page_origin):
+            # The page's own script is upgraded too, to https on a port that speaks none.
+            return page_origin, None, Prediction(
+                "blocked", "tls-handshake", policy._TLS["tls-handshake"],
+                f"net::ERR_SSL_PROTOCOL_ERROR — upgrade-insecure-requests asks for "
+                f"{_upgrade(page_origin)}/app.js, and {page_svc} speaks no TLS")
         return page_origin, page_svc, None
 
     # -- API steps -------------------------------------------------------------------------------
@@ -251,8 +279,10 @@ class _Walk:
             location = resp.headers.get("Location", "")
             if location == url:  # the API believes http again on every hop (Fetch: 20 at most)
                 return Prediction("blocked", "too-many-redirects", _REDIRECTS,
-                                  f"net::ERR_TOO_MANY_REDIRECTS — {entry} keeps answering 308 "
-                                  f"to {location}: the API never learns the browser used https")
+                                  f"net::ERR_TOO_MANY_REDIRECTS — {a.service} keeps answering "
+                                  f"308 to {location}"
+                                  + (f" through {a.via[-1]}" if a.via else "")
+                                  + ": it never learns the browser used https")
             tls = _tls(d, entry, location)  # same host and port, now https
             if tls is not None and not tls.ok:
                 return tls
@@ -271,7 +301,7 @@ class _Walk:
             return _allow(cors.rule if not same else "same origin: no CORS check",
                           (cors.detail + "; " if not same else "") + detail)
         return _allow(cors.rule if not same else "same origin: no CORS check",
-                      cors.detail if not same else f"{url} has the page's origin")
+                      self.note + (cors.detail if not same else f"{url} has the page's origin"))
 
     def _why_no_cookie(self, me: str, url: str) -> str:
         if not self.jar.cookies:
@@ -283,12 +313,9 @@ class _Walk:
 
     def _set_cookie(self, page_origin: str, url: str, a: Answer, credentials: str, same: bool,
                     user: str) -> None:
-        # Behind a proxy the API learns the browser's scheme from X-Forwarded-Proto: the proxy
-        # sends the scheme of its own listener.
-        proto = None
-        if a.via:
-            proto = self.d.listener(a.via[-1]).scheme
-        c = login_cookie(url, proto, user)
+        # The API marks the cookie Secure when it believes the request came over https: its
+        # own TLS, or a proxy's X-Forwarded-Proto (apps/api.py _came_over_https).
+        c = login_cookie(url, user, secure=_believed_https(self.d, a))
         if why_not_stored(c, page_origin, url, credentials, same) is None:
             self.jar.store(c)
 
@@ -304,6 +331,8 @@ class _Walk:
         refused, url = self.reach(page_svc, page_origin, entry, url)
         if refused is not None:
             return refused
+        if self.hsts_upgraded:
+            me = OPAQUE  # observed in Chromium 156: the upgraded handshake says Origin: null
         if urlsplit(url).scheme == "ws" and d.listener(entry).tls:
             if d.listener(entry).kind == "nginx":
                 # nginx answers a plain request on its TLS port instead of hanging up.
@@ -318,9 +347,12 @@ class _Walk:
             return _http_error(a.status or 502, a.why, websocket=True)
         chat = d.topology.service(a.service)
         if chat.kind == "redirect":
-            return _http_error(308, f"{chat.name} redirects, and browsers never follow a redirect "
-                               "on a WebSocket handshake (WHATWG WebSockets: the response must "
-                               "be 101)", websocket=True)
+            return Prediction(
+                "blocked", "http-error",
+                "WHATWG WebSockets: the handshake is fetched with redirect mode \"error\"; only a "
+                "101 opens the socket",
+                f"Error during WebSocket handshake: Unexpected response code: 308 — {chat.name} "
+                "redirects, and the browser never follows a redirect on a handshake")
         if chat.kind != "chat":
             status = _http_answer(d, a, "GET", page.ws_path, me, {}).status
             return _http_error(status if status != 200 else 404,
@@ -338,7 +370,8 @@ class _Walk:
             why = f"the handshake carries the session cookie of {sent[0].value}"
         else:
             why = "no session cookie on the handshake: " + self._why_no_cookie(me, url)
-        return Prediction(check.outcome, check.reason, check.rule, f"{check.detail}; {why}")
+        return Prediction(check.outcome, check.reason, check.rule,
+                          f"{self.note}{check.detail}; {why}")
 
     def sio(self, page_origin: str, page_svc: str) -> Prediction:
         d = self.d

@@ -49,7 +49,7 @@ _MIX = "Mixed Content: should fetching request be blocked as mixed content? (#sh
 _WS = "RFC 6455 §4.2.2, §10.2: the server checks Origin; browsers never CORS-check a handshake"
 _TLS = {"tls-handshake": "RFC 8446: https:// and wss:// begin with a TLS handshake",
         "cert-authority": "RFC 5280 §6: the certificate chain must end at a trusted CA",
-        "cert-name": "RFC 6125 §6.4: a subjectAltName entry must match the host name"}
+        "cert-name": "RFC 9525 §6.3: a subjectAltName entry must match the host name"}
 
 
 @dataclass(frozen=True)

@@ -83,11 +83,15 @@ def _is_ip(host: str) -> bool:
 
 #: Sent upstream by every location. nginx's own default would send Host = the upstream block's
 #: name ("api") and hide who called; the backends need the browser's Host and scheme.
+#: ``$host`` alone drops the port, and a backend that builds a URL from Host (a redirect to
+#: https) would send the browser to port 443; ``$host:$server_port`` is the name the browser used
+#: (validated and normalised by nginx, unlike ``$http_host``) with the port it connected to, as
+#: labkit's own proxy sends it.
 _FORWARDED = (
-    ("Host", "$host"),
+    ("Host", "$host:$server_port"),
     ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
     ("X-Forwarded-Proto", "$scheme"),
-    ("X-Forwarded-Host", "$host"),
+    ("X-Forwarded-Host", "$host:$server_port"),
 )
 #: RFC 6455 §4.1: the handshake needs Upgrade and Connection: upgrade. Both are hop-by-hop
 #: (RFC 9110 §7.6.1), so nginx forwards them only where told to.

@@ -40,6 +40,7 @@ from ..model.routing import (
     response_headers,
     upstream_headers,
 )
+from .apps.store import REQUEST_HEADERS, Seen, Store, lesson_headers
 from .clients import LabResolver
 from .serving import AiohttpServer
 from .splice import BACKEND_GONE as BACKEND_GONE  # re-exported: part of the proxy's contract
@@ -168,12 +169,22 @@ class RedirectServer:
     """Plain-HTTP listener: every request gets 308 to the https origin, path and query kept.
     The Location uses the configured public name, never the request's Host (no open redirect)."""
 
-    def __init__(self, host: str, https_port: int) -> None:
+    def __init__(self, host: str, https_port: int, store: Store | None = None,
+                 name: str = "redirect") -> None:
         self.host, self.https_port = host, https_port
+        self.store, self.name = store, name
         self.server: AiohttpServer | None = None
 
     async def _redirect(self, request: web.Request) -> web.Response:
         location = redirect_location(self.host, self.https_port, request.raw_path)
+        if self.store is not None:  # on the wire view too: a handshake answered 308
+            upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+            self.store.record(Seen(self.name, request.method, request.path_qs,
+                                   request.headers.get("Origin"),
+                                   request.headers.get("Sec-Fetch-Site"), status=308,
+                                   kind="ws" if upgrade else "http",
+                                   request=lesson_headers(request.headers, REQUEST_HEADERS),
+                                   response={"Location": location}))
         return web.Response(status=308, headers={"Location": location},
                             text=f"moved to {location}\n")
 
