@@ -172,8 +172,12 @@ def result_head(r: Result) -> str:
 
 def guess_html(g: Graded | None) -> str:
     if g is None:
+        from ..model.policy import REASONS
+
         return ("<p style='color:#555'>No guess made: next time, write your prediction in "
-                "<code>guess=</code> before running.</p>")
+                "<code>guess=</code> before running: <code>\"allowed\"</code>, or "
+                "<code>(\"blocked\", reason)</code> with a reason from "
+                f"<code>{esc(', '.join(REASONS))}</code>.</p>")
     mark = "RIGHT" if g.right else "WRONG"
     colour = GREEN if g.right else AMBER
     return (f"<p style='font-size:15px'>Your guess <b>{esc(g.guess)}</b>: "
