@@ -141,6 +141,7 @@ PINNED_ALL = [
     "scenario",
     "stop_all",
     "tour",
+    "triage",
 ]
 
 

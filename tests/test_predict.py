@@ -60,3 +60,29 @@ def test_a_run_grades_the_guess_beside_the_browsers_answer() -> None:
     assert "RIGHT" in html and "as expected" in html
     with pytest.raises(GuessError):
         labkit.run("cors-port-mismatch", guess="nope")
+
+
+# -- the triage drill ------------------------------------------------------------------------
+def test_a_triage_answer_is_checked_strictly() -> None:
+    from labkit.notebook.triage import Card, judge_answer
+
+    card = Card(1, "Mixed Content: …", "SecurityError: …", "mixed-content", "mixed-content-ws")
+    assert judge_answer(card, "mixed-content")[0]
+    for wrong in ("cors", "cert-name", "origin-rejected"):
+        right, text = judge_answer(card, wrong)
+        assert not right and "not " + wrong in text
+    with pytest.raises(GuessError):
+        judge_answer(card, "Mixed Content")  # a cause's name, exactly
+
+
+@pytest.mark.browser
+def test_the_drill_deals_real_messages_and_each_card_has_one_right_cause() -> None:
+    from labkit.notebook.triage import CAUSES, DECK
+
+    drill = labkit.triage()
+    assert len(drill.cards) == len(DECK)
+    for card, (_, cause) in zip(drill.cards, DECK, strict=True):
+        assert card.console != "(no console line)" and "<" in card.console  # ports as names
+        for other in CAUSES:
+            assert ("RIGHT" in drill.answer(card.number, other)) == (other == cause)
+    assert drill.score == f"{len(DECK)} of {len(DECK)} cards named"
