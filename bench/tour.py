@@ -80,7 +80,8 @@ def main() -> int:
     best = min(statistics.median(v) for v in walls.values()) + start
     print(f"target: whole tour incl. browser start <= 10 s: {best:.1f} s "
           f"{'met' if best <= 10 else 'MISSED'}; CPU bound: {n} visits x floor "
-          f"{fl_cpu:.2f} CPU-s / {os.cpu_count()} CPUs = {n * fl_cpu / (os.cpu_count() or 1):.1f} s "
+          f"{fl_cpu:.2f} CPU-s / {os.cpu_count()} CPUs = "
+          f"{n * fl_cpu / (os.cpu_count() or 1):.1f} s "
           f"before any lab work; mismatches: {bad}")
     return 1 if bad else 0
 

@@ -32,8 +32,8 @@ from .model.routing import STORY_ROUTES, Route
 from .model.topology import Page, Service, Topology, messenger
 from .notebook.exercises import exercise
 from .notebook.predict import guesses
-from .notebook.triage import triage
 from .notebook.session import diagram, doctor, explain, reset, run, scenario, tour
+from .notebook.triage import triage
 from .notebook.wire import capture
 from .observe.browser import Browser
 from .observe.observation import Observation

@@ -35,6 +35,7 @@ from .serve.apps.chat import ChatServer
 from .serve.apps.store import Store
 from .serve.apps.web import check_socketio_client
 from .serve.nginx import NginxServer
+from .serve.nginx import editable as nginx_editable
 from .serve.pki import CertFiles, LabPKI
 from .serve.proxy import ProxyConfig, RedirectServer, ReverseProxy
 from .serve.serving import AiohttpServer
@@ -104,8 +105,12 @@ class Lab:
         pki: LabPKI | None = None,
         browser: Browser | None = None,
         headless: bool = True,
+        nginx_configs: dict[str, str] | None = None,
     ) -> None:
+        """``nginx_configs``: for an nginx service, your own nginx.conf text to run instead of the
+        generated one (``lab.nginx_config(name, editable=True)`` gives one to edit)."""
         topo = topology or messenger()
+        self.nginx_configs = dict(nginx_configs or {})
         if ports:
             topo = topo.with_ports(ports)
         self.topology = topo.validate()
@@ -329,20 +334,24 @@ class Lab:
                       if self._served_by_nginx(r) and r.target == svc.name]
             return NginxServer(self.proxy_config(svc.name), self._cert(svc),
                                [socks.pop(r.name) for r in served], ca_pem=self.pki.ca_pem,
-                               redirect_hosts=tuple(d.listener(r.name).host for r in served))
+                               redirect_hosts=tuple(d.listener(r.name).host for r in served),
+                               edited=self.nginx_configs.get(svc.name))
         if svc.kind == "redirect":
             assert svc.target is not None
             return RedirectServer(d.listener(svc.name).host, d.listener(svc.target).port,
                                   self.store, svc.name)
         raise AssertionError(f"unbuildable kind {svc.kind}")  # validate() rejects these
 
-    def nginx_config(self, name: str = "proxy") -> str:
-        """The nginx.conf running for service ``name`` (annotated, ready to adapt)."""
+    def nginx_config(self, name: str = "proxy", editable: bool = False) -> str:
+        """The nginx.conf running for service ``name`` (annotated, ready to adapt).
+        ``editable``: its run folder shown as ``PREFIX``, ready to edit and hand back through
+        ``Lab(..., nginx_configs={name: text})``."""
         # Looked up on the loop, which adds and removes servers (start_service, stop_service).
-        texts = runtime.call(lambda: [s.config_text for s in self._servers.values()
+        texts = runtime.call(lambda: [(s.config_text, s.prefix) for s in self._servers.values()
                                       if isinstance(s, NginxServer) and s.cfg.name == name])
         if texts:
-            return texts[0]
+            text, prefix = texts[0]
+            return nginx_editable(text, prefix) if editable and prefix else text
         raise TopologyError(f"no nginx is running as service '{name}'",
                             "Start a topology with an nginx service, e.g. scenario nginx-proxy.")
 

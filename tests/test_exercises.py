@@ -55,3 +55,30 @@ def test_a_wrong_type_is_one_line(name: str, settings: dict[str, Any], fix: str)
     with pytest.raises(LabError) as e:
         labkit.exercise(name).check(**settings)
     assert fix in str(e.value) and "\n" not in str(e.value)
+
+
+# -- the real artefact: the generated nginx.conf, edited ------------------------------------
+@pytest.mark.browser
+@pytest.mark.parametrize("name", ["nginx-upgrade", "nginx-forwarded-proto"])
+def test_an_nginx_config_exercise_fails_as_given_and_passes_when_fixed(name: str) -> None:
+    ex = labkit.exercise(name)
+    assert "PREFIX" in ex.config and "listen 127.0.0.1:31304 ssl;" in ex.config
+    assert not ex.check(config=ex.config).passed  # the twin: the bug still reproduces
+    assert "passes" in ex.check_reference()
+
+
+@pytest.mark.browser
+def test_half_a_websocket_fix_is_rejected() -> None:
+    ex = labkit.exercise("nginx-upgrade")
+    half = ex.config.replace("proxy_read_timeout 1h;",
+                             "proxy_set_header Upgrade $http_upgrade;\n"
+                             "            proxy_read_timeout 1h;", 1)
+    assert half != ex.config
+    check = ex.check(config=half)  # no Connection: upgrade, so nginx sends Connection: close
+    assert not check.passed, check
+
+
+def test_an_nginx_config_must_be_text() -> None:
+    with pytest.raises(LabError) as e:
+        labkit.exercise("nginx-upgrade").check(config=None)  # type: ignore[arg-type]
+    assert "Write config=" in str(e.value)

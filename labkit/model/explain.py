@@ -27,8 +27,9 @@ from .topology import API_STEPS, PAGE_KINDS, Topology
 _HTTP = "RFC 9110 §15: the server answered with an error status"
 _REDIRECTS = "Fetch Standard: HTTP-redirect fetch (#http-redirect-fetch): at most 20 redirects"
 _WS_PATHS = ("/ws", "/")  # what labkit's chat server serves (apps/chat.py PATHS)
-_STATUS_TEXT = {308: "Permanent Redirect", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-                421: "Misdirected Request", 426: "Upgrade Required", 502: "Bad Gateway"}
+_STATUS_TEXT = {308: "Permanent Redirect", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+                405: "Method Not Allowed", 421: "Misdirected Request", 426: "Upgrade Required",
+                502: "Bad Gateway"}
 
 
 @dataclass(frozen=True)

@@ -437,9 +437,10 @@ def tls_check(host: str, cert_names: Sequence[str] | None, trusted: bool = True)
     ``cert_names``: the certificate's subjectAltName entries (Chromium ignores the subject CN);
     None when the port speaks no TLS at all (``detail``: what Chromium says when a plain HTTP
     server answers the ClientHello in text; a server that just hangs up gives
-    ERR_CONNECTION_CLOSED, as explain predicts for the chat server). ``trusted``: the chain ends at a CA the browser trusts
-    (the lab CA in the NSS db, not the rogue CA). An untrusted issuer is reported before a wrong
-    name, as Chromium ranks its certificate errors; ``detail`` is the net error it shows.
+    ERR_CONNECTION_CLOSED, as explain predicts for the chat server). ``trusted``: the chain
+    ends at a CA the browser trusts (the lab CA in the NSS db, not the rogue CA). An untrusted
+    issuer is reported before a wrong name, as Chromium ranks its certificate errors; ``detail``
+    is the net error it shows.
     """
     if cert_names is None:
         return _block("tls-handshake", _TLS["tls-handshake"], "net::ERR_SSL_PROTOCOL_ERROR")

@@ -15,7 +15,6 @@ from .policy import Credentials
 from .routing import STORY_ROUTES, Route
 from .topology import Kind, Page, Service, Topology, WsScheme
 
-
 #: ``Scenario.session`` for "the server saw no session cookie": the attack ran, as nobody.
 GUEST = "guest"
 
@@ -385,7 +384,8 @@ _CATALOGUE: tuple[Scenario, ...] = (
     Scenario(
         "csp-upgrade-insecure",
         _trio("csp-upgrade-insecure",
-              web_host="app.lab.test", upgrade_insecure=True, chat=Service("chat", "chat", host="ws.lab.test"),
+              web_host="app.lab.test", upgrade_insecure=True,
+              chat=Service("chat", "chat", host="ws.lab.test"),
               page=Page(api=None, ws="chat", ws_scheme="ws", steps=("socket", "chat"))),
         "allowed", None, "upgrade-insecure-requests rewrites ws: to wss: first",
         "The page is served with Content-Security-Policy: upgrade-insecure-requests; its code "

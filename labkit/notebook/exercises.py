@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import TopologyError
 from ..model.cors import CorsPolicy
 from ..model.policy import Credentials
-from ..model.routing import Route
+from ..model.routing import STORY_ROUTES, Route
 from ..model.scenarios import Scenario, _hijack, _ws
 from ..model.topology import Page, Service, Topology, WsScheme
 from . import display
@@ -218,11 +218,119 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
 )}
 
 
-def exercise(name: str) -> Exercise:
+
+
+# -- exercises on the real artefact: the nginx.conf labkit generated -----------------------------
+#: Fixed ports (below Linux's ephemeral range): the config a participant edits names them.
+_NGINX_PORTS = {"web": 31301, "api": 31302, "chat": 31303, "proxy": 31304}
+#: What each exercise breaks in the generated config: the lines it removes.
+_NGINX_BUGS = {
+    "nginx-upgrade": ("proxy_set_header Upgrade", "proxy_set_header Connection"),
+    "nginx-forwarded-proto": ("proxy_set_header X-Forwarded-Proto",),
+}
+
+
+def _nginx_topology(name: str) -> Topology:
+    """The one-origin deployment through real nginx; the API forces https (so it must be told
+    the browser's scheme), and the chat checks Origin against the proxy's origin."""
+    return Topology(name, services=(
+        Service("web", "web", tls=False), Service("api", "api", tls=False, https_only=True),
+        Service("chat", "chat", tls=False, origins=("proxy",)),
+        Service("proxy", "nginx", host="app.lab.test", routes=STORY_ROUTES)),
+        page=Page(api=None, ws=None, same_origin=True, credentials="same-origin"),
+    ).with_ports(_NGINX_PORTS)
+
+
+@dataclass
+class NginxExercise:
+    """Edit the nginx.conf labkit generated (a line is missing), run it in the real browser."""
+
+    name: str
+    task: str
+    hints: list[str]
+    _texts: tuple[str, str] | None = field(default=None, repr=False)
+    _hinted: int = field(default=0, repr=False)
+
+    def _generate(self) -> tuple[str, str]:
+        """(broken, working): the generated config, read from a real nginx run, and the same
+        with the bug's lines removed."""
+        if self._texts is None:
+            from ..lab import Lab
+
+            with Lab(_nginx_topology(self.name)) as lab:
+                working = lab.nginx_config("proxy", editable=True)
+            gone = _NGINX_BUGS[self.name]
+            broken = "\n".join(ln for ln in working.splitlines()
+                               if not ln.strip().startswith(gone)) + "\n"
+            self._texts = (broken, working)
+        return self._texts
+
+    @property
+    def config(self) -> str:
+        """The broken nginx.conf to edit (PREFIX stands for the run's own folder)."""
+        return self._generate()[0]
+
+    def __repr__(self) -> str:
+        return (f"Exercise {self.name}: {self.task}\nChange: ex.config (a string), then "
+                "ex.check(config=your_text)")
+
+    def check(self, config: str) -> Check:
+        """Run nginx with your config in front of the backends and judge the page in Chromium."""
+        from .runner import run_scenario
+        from .session import shared_browser
+
+        _setting("config", config, str, "ex.config with your fix (a string)")
+        sc = _expect(self.name, _nginx_topology(self.name), "allowed", None,
+                     ("hello", "login", "socket", "chat"), visit="proxy")
+        r = run_scenario(sc, shared_browser(), nginx_configs={"proxy": config})
+        if r.ok:
+            return Check(True, f"{r.name}: {r.verdict}", [r])
+        return Check(False, f"{r.name}: the browser showed {r.verdict} "
+                            f"({'; '.join(r.problems)})", [r])
+
+    def hint(self) -> str:
+        if self._hinted >= len(self.hints):
+            return "No more hints: ex.solution() shows the reference solution."
+        self._hinted += 1
+        return f"Hint {self._hinted}/{len(self.hints)}: {self.hints[self._hinted - 1]}"
+
+    def solution(self) -> str:
+        """The lines the working config has and this one lacks (not the whole file)."""
+        broken, working = self._generate()
+        missing = [ln for ln in working.splitlines() if ln not in broken.splitlines()]
+        return "Reference solution: put back\n" + "\n".join(missing)
+
+    def check_reference(self) -> str:
+        v = self.check(self._generate()[1])
+        return ("the reference solution passes in the real browser (ex.solution() shows it)"
+                if v.passed else f"THE REFERENCE SOLUTION FAILS: {v.summary}")
+
+
+NGINX_EXERCISES: dict[str, NginxExercise] = {e.name: e for e in (
+    NginxExercise("nginx-upgrade", "nginx serves the page and the API, but the chat socket "
+                  "fails. Fix the config.",
+                  ["Look at the /ws location: what does a WebSocket handshake need that nginx "
+                   "does not forward by default?",
+                   "Upgrade and Connection are hop-by-hop headers (RFC 9110 §7.6.1): nginx "
+                   "forwards them only where told to, with proxy_set_header.",
+                   "The map at the top defines $connection_upgrade for you."]),
+    NginxExercise("nginx-forwarded-proto", "The page loads, but every API call fails. Fix the "
+                  "config (the API redirects any request it believes came over http).",
+                  ["Open the browser's console in your head: how many redirects?",
+                   "Behind nginx the API only ever sees plain http. Who can tell it the "
+                   "browser used https?",
+                   "nginx's $scheme is the browser's side of the connection."]),
+)}
+
+
+def exercise(name: str) -> Exercise | NginxExercise:
+    if name in NGINX_EXERCISES:
+        return NGINX_EXERCISES[name]
     try:
         return EXERCISES[name]
     except KeyError:
-        raise KeyError(f"no exercise {name!r}; exercises: {', '.join(EXERCISES)}") from None
+        raise TopologyError(f"no exercise {name!r}",
+                            f"Exercises: {', '.join([*EXERCISES, *NGINX_EXERCISES])}.") from None
 
 
-__all__ = ["EXERCISES", "Check", "Exercise", "exercise"]
+__all__ = ["EXERCISES", "NGINX_EXERCISES", "Check", "Exercise", "NginxExercise", "exercise"]

@@ -15,7 +15,6 @@ from ..errors import GuessError
 from ..model.policy import REASONS
 from ..observe.observation import Verdict
 
-
 #: The notebook's placeholder before the participant has guessed.
 NO_GUESS = "?"
 

@@ -119,14 +119,15 @@ async def _python_client(lab: Lab) -> Observation:
 
 
 @runtime.on_loop
-async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None) -> Result:
+async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None,
+                        nginx_configs: dict[str, str] | None = None) -> Result:
     """Start the scenario's lab, observe it (browser or Python client), judge, stop the lab.
     Runs on labkit's loop, whichever loop awaits it; a lab of the same scenario still running (a
     learner started it by hand) is stopped first, as a re-run cell's would be."""
     sc = get(scenario) if isinstance(scenario, str) else scenario
     owned = browser is None
     browser = browser or Browser()
-    lab = Lab(sc.topology, browser=browser)
+    lab = Lab(sc.topology, browser=browser, nginx_configs=nginx_configs)
     try:
         await lab.astart()
         if sc.client == "python":
@@ -140,9 +141,10 @@ async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None
             await browser.astop()
 
 
-def run_scenario(scenario: Scenario | str, browser: Browser | None = None) -> Result:
+def run_scenario(scenario: Scenario | str, browser: Browser | None = None,
+                 nginx_configs: dict[str, str] | None = None) -> Result:
     """:func:`arun_scenario`, from synchronous code."""
-    return runtime.run(arun_scenario(scenario, browser))
+    return runtime.run(arun_scenario(scenario, browser, nginx_configs))
 
 
 #: Visits run side by side in one browser. A visit spends most of its time waiting (TLS, the

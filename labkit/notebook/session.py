@@ -12,13 +12,13 @@ from typing import Any
 
 from .. import runtime
 from ..lab import Lab, stop_all
+from ..model.deployment import Deployment
 from ..model.explain import Explanation
 from ..model.explain import explain as _explain
 from ..model.scenarios import Scenario, get
 from ..model.topology import Topology
 from ..observe.browser import Browser
 from ..serve.apps.web import page_code
-from ..model.deployment import Deployment
 from ..serve.pki import CertSummary, LabPKI, default_home
 from . import checkup as _doctor
 from . import display  # also registers the HTML views of Lab, Scenario, Observation, ...

@@ -300,6 +300,15 @@ def _let_workers_write(prefix: str) -> None:
         os.chown(os.path.join(prefix, d), nobody.pw_uid, nobody.pw_gid)
 
 
+#: Stands for the run's own folder (pid file, temp dirs) in an nginx.conf a participant edits.
+PREFIX = "PREFIX"
+
+
+def editable(config_text: str, prefix: str) -> str:
+    """A running config as a participant edits it: its run folder replaced by :data:`PREFIX`."""
+    return config_text.replace(prefix, PREFIX)
+
+
 class NginxServer:
     """Real nginx for one proxy service. The lab bound the ports to reserve them; they are
     released just before nginx binds them itself."""
@@ -307,8 +316,11 @@ class NginxServer:
     def __init__(self, cfg: ProxyConfig, cert: CertFiles,
                  redirect_socks: list[socket.socket] | None = None, *,
                  ca_pem: Path | str | None = None,
-                 redirect_hosts: tuple[str, ...] = ()) -> None:
+                 redirect_hosts: tuple[str, ...] = (), edited: str | None = None) -> None:
         self.cfg, self.cert, self.ca_pem = cfg, cert, ca_pem
+        #: A participant's own nginx.conf (the generated one, edited), with ``PREFIX`` where
+        #: this run's folder goes: what nginx runs instead of the generated text.
+        self.edited = edited
         self.redirect_hosts = redirect_hosts
         self.redirect_socks = redirect_socks or []
         self.proc: asyncio.subprocess.Process | None = None
@@ -337,6 +349,8 @@ class NginxServer:
                                       redirect_ports=redirect_ports,
                                       tls=ssl_context is not None, ca_pem=self.ca_pem,
                                       redirect_hosts=self.redirect_hosts)
+            if self.edited is not None:
+                self.config_text = self.edited.replace(PREFIX, prefix)
         except BaseException:
             shutil.rmtree(prefix, ignore_errors=True)
             for s in [sock, *self.redirect_socks]:
