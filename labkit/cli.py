@@ -40,6 +40,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"labkit: '{topology.name}' is up (lab CA: {lab.pki.ca_pem})")
             for s in lab.services:
                 print(f"  {s.name:6} {s.url}")
+            print(own_browser_note(lab))
             print("Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
             pass
@@ -48,6 +49,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.json:
         print("labkit: stopped.", flush=True)
     return 0
+
+
+def own_browser_note(lab: Lab) -> str:
+    """What an instructor's own browser needs to open these URLs, and why it will not as is."""
+    from .observe.browser import spki_hash
+
+    kinds = sorted({s.cert for s in lab.topology.services if s.tls})
+    hashes = sorted({spki_hash(lab.pki.for_service(s.cert, s.host).cert.read_bytes())
+                     for s in lab.topology.services if s.tls and s.cert != "rogue"})
+    return (
+        "Your own browser will not open these as they are: it does not trust the lab CA (labkit "
+        "never puts it in a real trust store) and cannot resolve *.lab.test. Use a throwaway "
+        "profile:\n  chromium --user-data-dir=$(mktemp -d) --host-resolver-rules=\"MAP *.lab.test "
+        "127.0.0.1, MAP evil-lab.test 127.0.0.1\" --ignore-certificate-errors-spki-list="
+        + ",".join(hashes)
+        + f"\n  (certificates here: {', '.join(kinds) or 'none'}; trusted by key, so a wrong-name "
+        "certificate is accepted there: the browser lessons run in labkit's own Chromium.)")
 
 
 def cmd_tour(args: argparse.Namespace) -> int:

@@ -81,4 +81,4 @@ def test_half_a_websocket_fix_is_rejected() -> None:
 def test_an_nginx_config_must_be_text() -> None:
     with pytest.raises(LabError) as e:
         labkit.exercise("nginx-upgrade").check(config=None)  # type: ignore[arg-type]
-    assert "Write config=" in str(e.value)
+    assert "Write config=" in str(e.value) and "\n" not in str(e.value)

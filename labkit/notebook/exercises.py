@@ -8,6 +8,7 @@ notebook's sight, and ``check_reference()`` proves it passes without printing it
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -274,12 +275,23 @@ class NginxExercise:
         return (f"Exercise {self.name}: {self.task}\nChange: ex.config (a string), then "
                 "ex.check(config=your_text)")
 
-    def check(self, config: str) -> Check:
-        """Run nginx with your config in front of the backends and judge the page in Chromium."""
+    def save(self, path: str | Path) -> Path:
+        """Write the broken config to ``path`` for you to edit (in JupyterLab's editor) — only
+        if the file is not there yet: your edits are never overwritten."""
+        p = Path(path)
+        if not p.exists():
+            p.write_text(self.config)
+        return p
+
+    def check(self, config: str | Path) -> Check:
+        """Run nginx with your config (the text, or the file you edited) in front of the
+        backends and judge the page in Chromium."""
         from .runner import run_scenario
         from .session import shared_browser
 
-        _setting("config", config, str, "ex.config with your fix (a string)")
+        if isinstance(config, Path):
+            config = config.read_text()
+        _setting("config", config, str, "the file you edited (a Path) or its text")
         sc = _expect(self.name, _nginx_topology(self.name), "allowed", None,
                      ("hello", "login", "socket", "chat"), visit="proxy")
         r = run_scenario(sc, shared_browser(), nginx_configs={"proxy": config})
