@@ -8,8 +8,8 @@ notebook's sight, and ``check_reference()`` proves it passes without printing it
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import TopologyError
