@@ -618,7 +618,9 @@ def _sio(draw: Any) -> tuple[list[Draft], Page, str, tuple[str, ...]]:
     if api is not None:
         api.kw["cors"] = draw_cors(draw, drafts, "web")
     if chance(draw, 60):
-        page = Page(api=None, ws=None, sio="sio", steps=("sio",))
+        # transports: ['websocket'] sometimes: no polling, so no CORS; the Origin check stays.
+        page = Page(api=None, ws=None, sio="sio", steps=("sio",),
+                    sio_websocket_only=chance(draw, 35))
     else:
         page = draw_page(draw, api=api and api.name, ws=None, sio="sio")
     return drafts, page, "web", ()

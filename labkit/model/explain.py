@@ -395,9 +395,11 @@ class _Walk:
             # handshake too, against the same list, and refuses with 400.
             if me in allowed:
                 return _allow(policy._WS, f"Origin {me} is in the server's cors_allowed_origins")
-            return _http_error(400, "python-socketio checks Origin on the WebSocket handshake "
-                               "too (cors_allowed_origins; default: same origin only)",
-                               websocket=True)
+            return Prediction(
+                "blocked", "origin-rejected", policy._WS,
+                "Error during WebSocket handshake: Unexpected response code: 400 — python-socketio "
+                "checks Origin on the WebSocket handshake too (cors_allowed_origins; default: "
+                "its own origin only) and answers 400, not an accepted origin")
         if policy.same_origin(me, url):
             return _allow("same origin: no CORS check", f"{url} has the page's origin")
         headers = ({"Access-Control-Allow-Origin": me,

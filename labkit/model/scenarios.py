@@ -558,7 +558,7 @@ _CATALOGUE: tuple[Scenario, ...] = (
     Scenario(
         "socketio-websocket-only",
         _sio("socketio-websocket-only", None, websocket_only=True),
-        "blocked", "http-error", "skipping polling skips CORS, not the server's Origin check",
+        "blocked", "origin-rejected", "skipping polling skips CORS, not the server's Origin check",
         "The workaround people copy: transports: ['websocket'] in the client. There is no XHR, so "
         "no CORS check — but python-socketio checks Origin on the WebSocket handshake too, "
         "against cors_allowed_origins (default: its own origin only), and answers 400.",

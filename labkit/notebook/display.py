@@ -190,14 +190,14 @@ def result_html(r: Result) -> str:
 
 
 def run_html(r: Result, svg: str, code: str = "", certificates: Any = None,
-             graded: Graded | None = None) -> str:
+             graded: Graded | None = None, asked: bool = False) -> str:
     """A run: expectation, the scenario's explanation, its diagram (``svg``), the observation,
     then the wire (the headers that decided it) beside the page's code that made the calls, and
     for a certificate lesson the certificates the servers presented."""
     certs = "".join(
         f"<p style='font-size:12px'><b>{esc(name)}</b> presents: <code>{esc(str(c))}</code></p>"
         for name, c in (certificates or {}).items())
-    return (guess_html(graded) + result_head(r)
+    return ((guess_html(graded) if graded is not None or asked else "") + result_head(r)
             + f"<p><small>{esc(r.scenario.explanation)}</small></p>"
             + svg + observation_html(r.observation) + certs + wire_html(r.observation, code))
 

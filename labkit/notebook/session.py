@@ -92,9 +92,12 @@ class Run:
     """A scenario run for real, displayed as: your guess graded, expectation, diagram, what the
     browser showed, and the rule behind it."""
 
-    def __init__(self, result: Result, graded: Graded | None = None) -> None:
+    def __init__(self, result: Result, graded: Graded | None = None,
+                 asked: bool = False) -> None:
         self.result = result
         self.graded = graded
+        #: A guess was asked for (``guess="?"`` left as is): the view says none was made.
+        self.asked = asked
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.result, name)
@@ -133,7 +136,8 @@ class Run:
         sc = self.result.scenario
         cert_lesson = sc.name.startswith("wss-") or (sc.reason or "").startswith("cert")
         return display.run_html(self.result, diagram(sc, result=self.result).svg, self.code,
-                                self.certificates if cert_lesson else {}, self.graded)
+                                self.certificates if cert_lesson else {}, self.graded,
+                                self.asked)
 
 
 def run(name: str | Scenario, guess: Any = None, headless: bool | None = None) -> Run:
@@ -142,7 +146,8 @@ def run(name: str | Scenario, guess: Any = None, headless: bool | None = None) -
     browser's answer (``labkit.guesses()`` tallies them)."""
     g = parse_guess(guess)  # a guess it cannot read fails before the browser starts
     result = run_scenario(name, shared_browser(headless))
-    return Run(result, grade(result.name, g, result.verdict) if g else None)
+    return Run(result, grade(result.name, g, result.verdict) if g else None,
+               asked=guess is not None)
 
 
 class TourReport:

@@ -212,6 +212,11 @@ _RULES: tuple[tuple[Reason, re.Pattern[str]], ...] = (
                                  r"initiated")),
     ("origin-rejected", re.compile(r"WebSocket connection to .* failed: Error during WebSocket "
                                    r"handshake: Unexpected response code: 403")),
+    # python-socketio refuses an Origin outside cors_allowed_origins with 400 ("Not an accepted
+    # origin."): the socket.io path tells it apart from other servers' 400s.
+    ("origin-rejected", re.compile(r"WebSocket connection to '[^']*/socket\.io/[^']*' failed: "
+                                   r"Error during WebSocket handshake: Unexpected response code: "
+                                   r"400")),
     ("cors-credentials", re.compile(r"blocked by CORS policy: .*(credentials mode is 'include'|"
                                     r"Access-Control-Allow-Credentials)")),
     ("cors-preflight", re.compile(r"blocked by CORS policy: (Response to preflight request|"
