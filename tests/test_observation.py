@@ -242,3 +242,22 @@ def test_noise_is_dropped_from_messages() -> None:
     obs = observe(console=["Failed to load resource: the server responded with a status of 404 "
                            "(Not Found) https://localhost:8443/favicon.ico", ERR_FAILED])
     assert obs.messages() == [f"error: {ERR_FAILED}"]
+
+
+def test_socketio_requests_on_the_wire_are_settled_whatever_their_order() -> None:
+    """socket.io polls and upgrades at once: two runs that differ only in the order and number
+    of its requests show the same wire (a count per kind of request)."""
+    from labkit.observe.observation import _settle_socketio
+
+    def row(method: str, path: str, kind: str = "http") -> dict[str, object]:
+        return {"service": "sio" if "socket.io" in path else "web", "kind": kind,
+                "method": method, "path": path, "status": 200, "request": {}, "response": {},
+                "times": 1}
+
+    page = row("GET", "/")
+    poll, post = row("GET", "/socket.io/?t=<ID>&sid=<ID>"), row("POST", "/socket.io/?sid=<ID>")
+    ws = row("GET", "/socket.io/?transport=websocket", "ws")
+    a = _settle_socketio([page, poll, ws, post, poll])
+    b = _settle_socketio([page, post, poll, ws])
+    assert [r["path"] for r in a] == [r["path"] for r in b]
+    assert [r["times"] for r in a] == [1, 2, 1, 1] and [r["times"] for r in b] == [1, 1, 1, 1]

@@ -214,7 +214,8 @@ def wire_html(obs: Observation, code: str = "") -> str:
         heads += [f"<b>← {esc(k)}: {esc(v)}</b>" for k, v in w["response"].items()]
         rows.append(tr(td(f"<code>{esc(w['service'])}</code>"),
                        td(f"<code>{kind}{esc(w['method'])} {esc(w['path'])}</code>"),
-                       td(f"<b>{esc(w['status'])}</b>"),
+                       td(f"<b>{esc(w['status'])}</b>"
+                          + (f" ×{w['times']}" if w["path"].startswith("/socket.io/") else "")),
                        td("<small><code>" + "<br>".join(heads) + "</code></small>")))
     wire = (table(rows, ("server", "request", "status", "headers (→ sent, ← answered)"),
                   style="font-size:12px") if rows else

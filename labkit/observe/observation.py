@@ -69,6 +69,27 @@ NOISE = (
     re.compile(r"DevTools"),
     re.compile(r"Third-party cookie"),
 )
+def _settle_socketio(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """socket.io's client polls and upgrades at once, so how many polls and in which order
+    varies from run to run: its requests are shown once each (with a count), sorted, where the
+    first of them came; every other request keeps its place."""
+    sio = [r for r in rows if r["path"].startswith("/socket.io/")]
+    if not sio:
+        return rows
+    merged: dict[str, dict[str, Any]] = {}
+    for r in sio:
+        key = repr((r["service"], r["kind"], r["method"], r["path"], r["status"],
+                    sorted(r["request"].items()), sorted(r["response"].items())))
+        if key in merged:
+            merged[key]["times"] += 1
+        else:
+            merged[key] = dict(r)
+    settled = sorted(merged.values(), key=lambda r: (r["kind"], r["method"], r["path"]))
+    first = rows.index(sio[0])
+    rest = [r for r in rows if not r["path"].startswith("/socket.io/")]
+    return rest[:first] + settled + rest[first:]
+
+
 #: The page's own script and socket.io's bundle: loaded on every visit, they decide nothing.
 _STATIC = ("/app.js", "/socket.io.min.js")
 
@@ -156,15 +177,17 @@ class Observation:
                 request["Cookie"] += f" ({d['user']}'s session)"
             out.append({"service": d["service"], "kind": d["kind"], "method": d["method"],
                         "path": n(d["path"]), "status": d["status"], "request": request,
-                        "response": {k: n(v) for k, v in d.get("response", {}).items()}})
-        return out
+                        "response": {k: n(v) for k, v in d.get("response", {}).items()},
+                        "times": 1})
+        return _settle_socketio(out)
 
     def wire_text(self) -> str:
         """:meth:`wire` as lines: ``→`` what the browser sent, ``←`` what came back."""
         lines = []
         for w in self.wire():
             kind = "WebSocket handshake " if w["kind"] == "ws" else ""
-            lines.append(f"{w['service']}: {kind}{w['method']} {w['path']} → {w['status']}")
+            times = f" (×{w['times']})" if w["path"].startswith("/socket.io/") else ""
+            lines.append(f"{w['service']}: {kind}{w['method']} {w['path']} → {w['status']}{times}")
             lines += [f"    → {k}: {v}" for k, v in w["request"].items()]
             lines += [f"    ← {k}: {v}" for k, v in w["response"].items()]
         return "\n".join(lines) or "(no request reached a lab server)"
