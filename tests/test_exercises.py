@@ -24,6 +24,17 @@ WRONG: list[tuple[str, dict[str, Any], str]] = [
     ("wss", {"chat_tls": True, "ws_scheme": "ws"}, "mixed-content"),
     ("proxy", {"routes": (Route("/api", "api"), Route("/ws", "chat"), Route("/", "web"))},
      "http-error"),
+    ("cors-headers", {"headers": {}}, "expected allowed"),
+    ("cors-headers", {"headers": {"Access-Control-Allow-Origin": "*",
+                                  "Access-Control-Allow-Headers": "content-type"}},
+     "another origin"),
+    ("cors-headers", {"headers": {"Access-Control-Allow-Origin": "null",
+                                  "Access-Control-Allow-Headers": "content-type"}},
+     "expected allowed"),
+    ("cors-headers", {"headers": {"Access-Control-Allow-Origin": "https://localhost:31401/",
+                                  "Access-Control-Allow-Headers": "content-type"}}, "(cors)"),
+    ("cors-headers", {"headers": {"Access-Control-Allow-Origin": "https://localhost:31401"}},
+     "cors-preflight"),
 ]
 
 
@@ -50,6 +61,8 @@ def test_the_reference_passes(name: str) -> None:
     ("wss", {"chat_tls": "yes", "ws_scheme": "wss"}, "Write chat_tls=True"),
     ("wss", {"chat_tls": True, "ws_scheme": "https"}, "ws_scheme='wss'"),
     ("proxy", {"routes": ["/api"]}, "tuple of Route objects"),
+    ("cors-headers", {"headers": [("a", "b")]}, "Write headers={"),
+    ("cors-headers", {"headers": {"Access-Control-Allow-Origin": 1}}, "text values"),
 ])
 def test_a_wrong_type_is_one_line(name: str, settings: dict[str, Any], fix: str) -> None:
     with pytest.raises(LabError) as e:

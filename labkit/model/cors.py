@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-MODES = ("none", "allowlist", "wildcard", "reflect")
+MODES = ("none", "allowlist", "wildcard", "reflect", "raw")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,8 @@ class CorsPolicy:
 
     mode:        ``none`` (no CORS headers: the story's bug), ``allowlist`` (echo an allowed
                  origin), ``wildcard`` (``*``), ``reflect`` (echo *any* Origin, ``null`` too:
-                 the copied "fix" that lets every origin read).
+                 the copied "fix" that lets every origin read), ``raw`` (exactly the headers
+                 in ``raw``, on every answer, preflights included: write them yourself).
     origins:     for ``allowlist``: origins (``https://localhost:8443``), ``null`` (the origin of
                  sandboxed frames and ``data:`` pages), or names of lab services whose origin is
                  meant (``web``), resolved when the lab starts.
@@ -37,6 +38,8 @@ class CorsPolicy:
     methods: tuple[str, ...] = ("GET", "POST")
     headers: tuple[str, ...] = ("content-type",)
     max_age: int = 0  # 0: no caching, so a fixed policy shows on the very next request
+    #: For ``raw``: the response headers, as (name, value) pairs.
+    raw: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -48,7 +51,8 @@ class CorsPolicy:
     def describe(self) -> str:
         if self.mode == "none":
             return "no CORS headers"
-        what = {"wildcard": "ACAO: *", "reflect": "ACAO: echoes any Origin"}.get(
+        what = {"wildcard": "ACAO: *", "reflect": "ACAO: echoes any Origin",
+                "raw": "; ".join(f"{k}: {v}" for k, v in self.raw) or "no headers"}.get(
             self.mode, "ACAO: " + " | ".join(self.origins))
         if self.credentials:
             what += ", credentials"
@@ -75,6 +79,8 @@ def response_headers(
     """
     if origin is None or policy.mode == "none":
         return {}
+    if policy.mode == "raw":  # what the participant wrote, whatever the request
+        return dict(policy.raw)
     out: dict[str, str] = {}
     if policy.mode == "wildcard":
         out["Access-Control-Allow-Origin"] = "*"

@@ -404,6 +404,10 @@ def _check_types(s: Service) -> None:
             f"the CORS origins of service '{s.name}' are {s.cors.origins!r}, not a tuple",
             f"Write a tuple: CorsPolicy('{s.cors.mode}', ({s.cors.origins!r},)) — note the "
             "comma.")
+    if not isinstance(s.cors.raw, tuple) or not all(
+            isinstance(p, tuple) and len(p) == 2 and _is_str_tuple(p) for p in s.cors.raw):
+        raise TopologyError(f"raw CORS headers of service '{s.name}' must be (name, value) pairs",
+                            "e.g. raw=(('Access-Control-Allow-Origin', 'https://localhost:8443'),)")
     for attr in ("methods", "headers"):
         if isinstance(getattr(s.cors, attr), str) or not _is_str_tuple(getattr(s.cors, attr)):
             raise TopologyError(f"CorsPolicy {attr} of service '{s.name}' must be a tuple of "

@@ -99,15 +99,18 @@ def _expect(name: str, topology: Topology, expected: str, reason: str | None,
 
 
 def _only_this_page(name: str, api_cors: CorsPolicy, steps: tuple[str, ...],
-                    credentials: Credentials) -> list[Scenario]:
+                    credentials: Credentials, ports: dict[str, int] | None = None
+                    ) -> list[Scenario]:
     """The real page must get in; a page on another origin and a sandboxed page (origin null)
     must not: so '*', a reflected Origin and 'null' all fail "only this page"."""
     def topo(suffix: str, evil_page: Page | None = None) -> Topology:
         services = [Service("web", "web"), Service("api", "api", cors=api_cors)]
         if evil_page is not None:
             services.append(Service("evil", "evil", host="127.0.0.1", page=evil_page))
-        return Topology(f"{name}{suffix}", services=tuple(services),
-                        page=Page(ws=None, steps=steps, credentials=credentials))
+        t = Topology(f"{name}{suffix}", services=tuple(services),
+                     page=Page(ws=None, steps=steps, credentials=credentials))
+        return t.with_ports({k: v for k, v in (ports or {}).items()
+                             if k in {s.name for s in services}})
 
     other = Page(ws=None, steps=("hello",), credentials=credentials)
     return [
@@ -129,6 +132,19 @@ def _credentials_ex(api_cors: CorsPolicy) -> list[Scenario]:
     _setting("api_cors", api_cors, CorsPolicy,
              "labkit.CorsPolicy('allowlist', ('web',), credentials=True)")
     return _only_this_page("ex-credentials", api_cors, ("login", "hello"), "include")
+
+
+#: Fixed ports for the raw-headers exercise: the participant writes the page's origin out.
+_RAW_PORTS = {"web": 31401, "api": 31402, "evil": 31403}
+
+
+def _raw_ex(headers: dict[str, str]) -> list[Scenario]:
+    _setting("headers", headers, dict, "{'Access-Control-Allow-Origin': '…', …}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise TopologyError(f"headers={headers!r} must map header names to text values",
+                            "Write e.g. {'Access-Control-Allow-Origin': 'https://…'}.")
+    return _only_this_page("ex-cors-headers", CorsPolicy("raw", raw=tuple(headers.items())),
+                           ("hello", "login"), "omit", _RAW_PORTS)
 
 
 def _setting(name: str, value: Any, kind: type | tuple[type, ...], example: str) -> None:
@@ -190,6 +206,19 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
               "CorsPolicy(mode, origins, ...): the modes are 'none', 'allowlist', 'wildcard'.",
               "The login is a JSON POST: its preflight must be answered too (preflight=True)."],
              {"api_cors": CorsPolicy("allowlist", ("web",))}),
+    Exercise("cors-headers", "The API sends no CORS headers. Write the response headers "
+             "yourself, as a dict, so that the page at https://localhost:31401 can call the API "
+             "(the JSON login included), and no other page can. The API sends your headers on "
+             "every answer, preflights included.",
+             "headers={}", _raw_ex,
+             ["Which header names the origin that may read? Write the page's origin exactly: "
+              "scheme, host and port, no trailing slash.",
+              "The login is a JSON POST: its preflight asks whether the content-type header may "
+              "be sent (POST itself is a CORS-safelisted method). Which header answers that?",
+              "'*' or 'null' would let other pages in."],
+             {"headers": {"Access-Control-Allow-Origin": "https://localhost:31401",
+                          "Access-Control-Allow-Methods": "GET, POST",
+                          "Access-Control-Allow-Headers": "content-type"}}),
     Exercise("credentials", "The page logs in with credentials: 'include', and the API answers "
              "Access-Control-Allow-Origin: *. Make the browser accept the answers.",
              "api_cors=labkit.CorsPolicy(...)", _credentials_ex,
