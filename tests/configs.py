@@ -51,7 +51,7 @@ from labkit.model.routing import STORY_ROUTES
 #: The topology name of every drawn configuration (a Lab stops an older lab of the same name).
 NAME = "explain-prop"
 #: The page steps, in the order the page may run them (topology.STEPS).
-STEPS: tuple[str, ...] = tuple(_topology.STEPS)
+STEPS: tuple[str, ...] = tuple(s for s in _topology.STEPS if s != "script")  # unexplainable
 API_STEPS: tuple[str, ...] = tuple(_topology.API_STEPS)
 STORY_STEPS = ("hello", "login", "rooms", "socket", "chat")
 PAGE_KINDS = ("web", "evil", "proxy", "nginx")

@@ -95,3 +95,20 @@ def test_an_nginx_config_must_be_text() -> None:
     with pytest.raises(LabError) as e:
         labkit.exercise("nginx-upgrade").check(config=None)  # type: ignore[arg-type]
     assert "Write config=" in str(e.value) and "\n" not in str(e.value)
+
+
+# -- the attacker's page, written by the participant -----------------------------------------
+@pytest.mark.browser
+def test_the_attack_must_ride_the_victims_session_and_fail_cross_site() -> None:
+    ex = labkit.exercise("attack")
+    assert not ex.check(script='return "not yet";').passed  # no socket: no session
+    assert not ex.check(script="throw new Error('boom')").passed
+    assert ex.check(**ex.reference).passed
+
+
+def test_explain_refuses_to_guess_what_a_script_does() -> None:
+    from labkit.notebook.exercises import _attack_ex
+
+    with pytest.raises(LabError) as e:
+        labkit.explain(_attack_ex("return 1;")[0])
+    assert "Run it instead" in str(e.value)

@@ -258,6 +258,7 @@ class Deployment:
             "ws_scheme": p.ws_scheme, "user": p.user, "room": p.room,
             "message": f"hello from {p.user}", "sandboxed": p.sandboxed,
             "sio_transports": ["websocket"] if p.sio_websocket_only else None,
+            "script": p.script,
         }
 
     def page_headers(self, page_service: str) -> dict[str, str]:

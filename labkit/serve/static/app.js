@@ -181,6 +181,13 @@
         });
       });
     },
+    async script() {
+      // Your own JavaScript (the attacker's page you wrote): the body of an async function
+      // given cfg. What it returns is the step's result.
+      const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+      const r = await new AsyncFunction("cfg", cfg.script)(cfg);
+      return r && r.state ? r : { state: "ok", detail: String(r) };
+    },
     async chat() {
       if (!socket || socket.readyState !== WebSocket.OPEN) {
         return { state: "skipped", detail: "no open chat socket" };
