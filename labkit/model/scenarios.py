@@ -207,9 +207,10 @@ _CATALOGUE: tuple[Scenario, ...] = (
         _cors("cors-credentials-wildcard", CorsPolicy("wildcard", credentials=True), ("hello",),
               credentials="include"),
         "blocked", "cors-credentials", "wildcard forbidden with credentials",
-        "With credentials: 'include' the browser sends cookies, so a wildcard "
-        "Access-Control-Allow-Origin: * would let any site read the user's data. The browser "
-        "refuses: with credentials the server must name the exact origin.",
+        "The page fetches with credentials: 'include', the mode that lets cookies go along "
+        "(this page holds none: the rule is about the mode). A wildcard "
+        "Access-Control-Allow-Origin: * with it would let any site read the user's data, so the "
+        "browser refuses: with credentials the server must name the exact origin.",
         decisive=("hello",),
     ),
     Scenario(
@@ -218,7 +219,8 @@ _CATALOGUE: tuple[Scenario, ...] = (
               ("hello",), credentials="include"),
         "allowed", None, "exact origin + Access-Control-Allow-Credentials: true",
         "The API names the page's exact origin and sends Access-Control-Allow-Credentials: true. "
-        "That is the only form the browser accepts for requests that carry cookies.",
+        "That is the only form the browser accepts for requests made with credentials: "
+        "'include'.",
         decisive=("hello",),
     ),
     Scenario(
@@ -525,9 +527,9 @@ _CATALOGUE: tuple[Scenario, ...] = (
         _load_balanced("lb-managed-certs", _ALLOW_WEB),
         "allowed", None, "short-term fix: works, costs more",
         "Each server gets its own load balancer with its own certificate: https://api.lab.test:L1 "
-        "and wss://ws.lab.test:L2. It works — but the page still calls other origins, so the API "
-        "still needs CORS, and every entry point (the page's, the API's, the socket's) is a "
-        "certificate and a TLS handshake to pay for.",
+        "and wss://ws.lab.test:L2, and the API allow-lists the page's origin. It works; every "
+        "entry point (the page's, the API's, the socket's) is a certificate and a TLS handshake "
+        "to pay for.",
         decisive=_STORY_STEPS,
     ),
     Scenario(
@@ -535,7 +537,8 @@ _CATALOGUE: tuple[Scenario, ...] = (
         _load_balanced("lb-managed-certs-no-cors", CorsPolicy("none")),
         "blocked", "cors", "separate entry points are still separate origins",
         "The same load-balanced setup with CORS left off the API. The certificates are fine, but "
-        "https://api.lab.test:L1 is another origin than the page, so the browser blocks the call.",
+        "https://api.lab.test:L1 is another origin than the page, so the browser blocks the call: "
+        "separate entry points still need CORS.",
         decisive=("hello",),
     ),
     # -- socket.io: polling is XHR, so CORS applies -------------------------------------------

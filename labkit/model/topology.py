@@ -124,9 +124,12 @@ class Service:
             out.append("plain, no TLS")
         if self.kind == "api":
             out.append("CORS: " + self.cors.describe())
-        if self.kind in ("chat", "socketio"):
+        if self.kind == "chat":
             out.append("Origin check: " + ("none" if self.origins is None
                                            else ", ".join(self.origins)))
+        if self.kind == "socketio":  # python-socketio's default is not "none"
+            out.append("Origin check: " + ("same origin only (python-socketio default)"
+                                           if self.origins is None else ", ".join(self.origins)))
         if self.kind == "redirect":
             out.append(f"answers 308 → https ({self.target})")
         if self.https_only:

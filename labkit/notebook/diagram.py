@@ -92,7 +92,8 @@ def edges(topology: Topology, visit: str = "web", obs: Observation | None = None
         if page.sio and "sio" in page.steps:
             c = _edge_colour(sio_states)
             out.append(Edge("browser", page.sio,
-                            "socket.io polling" + (blocked if c == RED else ""), c))
+                            ("socket.io WebSocket" if page.sio_websocket_only
+                             else "socket.io polling") + (blocked if c == RED else ""), c))
     for s in topology.services:
         if s.kind in ("proxy", "nginx"):
             for r in s.routes:

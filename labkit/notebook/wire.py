@@ -131,10 +131,12 @@ class PollingComparison:
     socket_frames: int
 
     def __repr__(self) -> str:
-        return (f"{self.messages} chat updates by polling the API:   {self.polling_requests} "
-                f"HTTP requests, each with full headers\n"
-                f"{self.messages} chat updates over one WebSocket: {self.socket_handshakes} "
-                f"HTTP handshake, then {self.socket_frames} small frames on the same connection")
+        return (f"{self.messages} polls of the API:               {self.polling_requests} "
+                f"HTTP requests, each with full headers (a real client polls on a timer: many "
+                f"more requests than updates)\n"
+                f"{self.messages} chat messages over one WebSocket: {self.socket_handshakes} "
+                f"HTTP handshake, then {self.socket_frames} small frames for the messages and "
+                f"their echoes (plus join, history and close) on the same connection")
 
 
 def polling_vs_socket(lab: Lab, n: int = 10) -> PollingComparison:

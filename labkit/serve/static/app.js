@@ -104,7 +104,9 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ user: cfg.user }),
       });
-      return r.body ? { state: "ok", detail: `logged in as ${r.body.user}` } : r;
+      // With credentials "omit" the browser drops the answer's Set-Cookie: no session kept.
+      const kept = cfg.credentials === "omit" ? " (credentials 'omit': the browser keeps no session cookie)" : "";
+      return r.body ? { state: "ok", detail: `logged in as ${r.body.user}${kept}` } : r;
     },
     async whoami() {
       // Read who the API takes this caller for: with credentials, whose cookie rode along.
