@@ -77,10 +77,7 @@ class Exercise:
 
     def hint(self) -> str:
         """The next hint (call again for more)."""
-        if self._hinted >= len(self.hints):
-            return "No more hints: ex.solution() shows the reference solution."
-        self._hinted += 1
-        return f"Hint {self._hinted}/{len(self.hints)}: {self.hints[self._hinted - 1]}"
+        return _next_hint(self)
 
     def solution(self) -> str:
         return "Reference solution: " + ", ".join(f"{k}={v!r}" for k, v in self.reference.items())
@@ -90,6 +87,14 @@ class Exercise:
         v = self.check(**self.reference)
         return ("the reference solution passes in the real browser (ex.solution() shows it)"
                 if v.passed else f"THE REFERENCE SOLUTION FAILS: {v.summary}")
+
+
+def _next_hint(ex: Exercise | NginxExercise) -> str:
+    """Hints come one at a time, each exercise counting its own."""
+    if ex._hinted >= len(ex.hints):
+        return "No more hints: ex.solution() shows the reference solution."
+    ex._hinted += 1
+    return f"Hint {ex._hinted}/{len(ex.hints)}: {ex.hints[ex._hinted - 1]}"
 
 
 def _expect(name: str, topology: Topology, expected: str, reason: str | None,
@@ -370,10 +375,8 @@ class NginxExercise:
                             f"({'; '.join(r.problems)})", [r])
 
     def hint(self) -> str:
-        if self._hinted >= len(self.hints):
-            return "No more hints: ex.solution() shows the reference solution."
-        self._hinted += 1
-        return f"Hint {self._hinted}/{len(self.hints)}: {self.hints[self._hinted - 1]}"
+        """The next hint (call again for more)."""
+        return _next_hint(self)
 
     def solution(self) -> str:
         """The lines the working config has and this one lacks (not the whole file)."""
