@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 #: Debian package for each piece, and whether the lab can run without it (outside CI).
 DEBIAN_PACKAGES = {"chromium": "chromium", "certutil": "libnss3-tools", "nginx": "nginx",
-                   "npm": "npm"}
+                   "npm": "npm", "Xvfb": "xvfb"}
 BROWSER_NAMES = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
 
 
@@ -64,6 +64,9 @@ def pieces() -> list[Piece]:
         Piece("nginx", shutil.which("nginx"), ci, "the nginx reverse-proxy lesson runs real nginx"),
         Piece("npm", shutil.which("npm"), True,
               "set-up fetches the real socket.io browser client from the npm registry"),
+        Piece("Xvfb", shutil.which("Xvfb"), ci,
+              "a virtual display, on which the tests show the instructor's live mode (a visible "
+              "browser with DevTools)"),
     ]
 
 
@@ -91,7 +94,7 @@ def install_command(missing: list[str]) -> str:
         return " && ".join(parts)
     if shutil.which("dnf"):
         names = {"chromium": "chromium", "certutil": "nss-tools", "nginx": "nginx",
-                 "npm": "npm"}
+                 "npm": "npm", "Xvfb": "xorg-x11-server-Xvfb"}
         return "sudo dnf install -y " + " ".join(names[m] for m in missing)
     return ("install " + ", ".join(missing) + " with your system's package manager, or set "
             "LABKIT_BROWSER to the path of a Chromium or Chrome binary")

@@ -31,19 +31,25 @@ _lock = threading.Lock()
 _browser: Browser | None = None
 
 
-def shared_browser(headless: bool | None = None) -> Browser:
+def shared_browser(headless: bool | None = None, devtools: bool | None = None) -> Browser:
     """The kernel's browser: started on first use, reused by every run, stopped at exit.
-    ``headless=False`` (on a laptop with a display) shows the window, for live demos."""
+    ``headless=False`` (on a laptop with a display) shows the window, for live demos;
+    ``devtools=True`` opens DevTools on the Console with every page (headed only)."""
     global _browser
     if headless is None:
-        # LABKIT_HEADED=1: instructors on a laptop see every visit in a real window.
+        # LABKIT_HEADED=1: instructors on a laptop see every visit in a real window, with
+        # DevTools on the Console (where the room sees the red line).
         headless = os.environ.get("LABKIT_HEADED", "") in ("", "0")
+    if devtools is None:
+        devtools = not headless and os.environ.get("LABKIT_HEADED", "") not in ("", "0")
+    devtools = devtools and not headless
     with _lock:
-        if _browser is not None and _browser.headless != headless:
+        if _browser is not None and (_browser.headless, _browser.devtools) != (headless,
+                                                                               devtools):
             _browser.stop()
             _browser = None
         if _browser is None:
-            _browser = Browser(headless=headless)
+            _browser = Browser(headless=headless, devtools=devtools)
         return _browser
 
 
@@ -140,12 +146,13 @@ class Run:
                                 self.asked)
 
 
-def run(name: str | Scenario, guess: Any = None, headless: bool | None = None) -> Run:
+def run(name: str | Scenario, guess: Any = None, headless: bool | None = None,
+        devtools: bool | None = None) -> Run:
     """Run one scenario in the kernel's browser and show what happened. ``guess``: your
     prediction, made before running — "allowed", or ("blocked", reason) — graded beside the
     browser's answer (``labkit.guesses()`` tallies them)."""
     g = parse_guess(guess)  # a guess it cannot read fails before the browser starts
-    result = run_scenario(name, shared_browser(headless))
+    result = run_scenario(name, shared_browser(headless, devtools))
     return Run(result, grade(result.name, g, result.verdict) if g else None,
                asked=guess is not None)
 

@@ -125,10 +125,14 @@ class Browser:
     """
 
     def __init__(self, pki: LabPKI | None = None, *, executable: str | None = None,
-                 headless: bool = True) -> None:
+                 headless: bool = True, devtools: bool = False) -> None:
         self.pki = pki or LabPKI()
         self.executable = executable
         self.headless = headless
+        #: Live mode (headed only): each tab opens with DevTools on its Console.
+        self.devtools = devtools and not headless
+        self._consoles: set[str] = set()
+        self._kept: Any = None  # live mode: the last visit's context, left open on screen
         self.trust = "not started"  # "nss" | "spki"
         self.version = ""
         self._pw: Any = None
@@ -189,6 +193,8 @@ class Browser:
         executable = self.executable or system.find_browser()
         self._home = tempdirs.make("labkit-browser-")
         args = list(FLAGS)
+        if self.devtools:
+            args.append("--auto-open-devtools-for-tabs")
         self.trust = await self._setup_trust(Path(self._home), args)
         env = dict(os.environ, HOME=self._home)
         self._pw = await async_playwright().start()
@@ -227,6 +233,8 @@ class Browser:
         return "spki"
 
     async def _stop_unlocked(self) -> None:
+        self._kept = None  # closed with the browser below
+        self._consoles.clear()
         closing, self._closing = self._closing, set()
         if closing:
             await asyncio.wait(closing, timeout=5)
@@ -297,6 +305,27 @@ class Browser:
 
     # -- visits ----------------------------------------------------------------------------------
     @runtime.on_loop
+    async def _show_console(self) -> None:
+        """Live mode: every DevTools window shows the Console (where the red line is). DevTools
+        opens on the panel used last, and Playwright owns the profile that remembers it; the
+        DevTools front end's own embedder API, ``DevToolsAPI.showPanel``, switches it."""
+        if self._browser is None:
+            return
+        cdp = await self._browser.new_browser_cdp_session()
+        try:
+            targets = (await cdp.send("Target.getTargets"))["targetInfos"]
+            for t in targets:
+                if not t["url"].startswith("devtools://") or t["targetId"] in self._consoles:
+                    continue
+                self._consoles.add(t["targetId"])
+                sid = (await cdp.send("Target.attachToTarget",
+                                      {"targetId": t["targetId"], "flatten": False}))["sessionId"]
+                await cdp.send("Target.sendMessageToTarget", {"sessionId": sid, "message": (
+                    '{"id": 1, "method": "Runtime.evaluate", "params": {"expression": '
+                    '"DevToolsAPI.showPanel(\'console\')"}}')})
+        finally:
+            await cdp.detach()
+
     async def avisit(self, url: str, **kw: Any) -> Observation:
         """:meth:`visit`, awaitable from any loop."""
         try:
@@ -366,6 +395,8 @@ class Browser:
                 FailedRequest(r.url, r.failure or "")))
             try:
                 resp = await page.goto(url, timeout=timeout * 1000)
+                if self.devtools:
+                    await self._show_console()
                 if resp is not None:
                     status = resp.status
                     req = resp.request.redirected_from
@@ -385,8 +416,12 @@ class Browser:
                 await asyncio.sleep(0.05)
             final_url = page.url
         finally:
+            if self.devtools:
+                # Live mode: the page and its DevTools stay on screen until the next visit.
+                context, self._kept = self._kept, context
             # Closing a context takes 20-70 ms; nothing waits for it but the next spare.
-            self._closing.add(asyncio.ensure_future(self._close_then_prepare(context)))
+            if context is not None:
+                self._closing.add(asyncio.ensure_future(self._close_then_prepare(context)))
         # Copies: the page lives on for a moment (its context closes in the background) and its
         # listeners keep appending to the lists above; the observation is of this visit only.
         messages = [ConsoleMessage(m.type, m.text, sources.get(m.text, _guess_source(m)))
