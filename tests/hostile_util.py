@@ -112,6 +112,16 @@ async def open_raw(lst: Listener, *, tls: bool | None = None
         limit=1024 * 1024), ANSWER_TIMEOUT)
 
 
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close a test client's connection; a server that already hung up (or a TLS shutdown it
+    cut short) is not the test's failure."""
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except (OSError, ssl.SSLError):
+        pass
+
+
 def hang_up(writer: asyncio.StreamWriter) -> None:
     """Drop our side at once (no TLS close_notify dance that could wait on a hostile peer)."""
     writer.transport.abort()

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hostile_util import close_quietly
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
@@ -407,11 +408,7 @@ async def _post_slow(port: int, announced: int, sent: bytes, pki: Any) -> tuple[
         line = await asyncio.wait_for(reader.readline(), 20)
         return (int(line.split()[1]) if line else None), time.monotonic() - t0
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (OSError, ssl.SSLError):
-            pass
+        await close_quietly(writer)
 
 
 def test_a_body_that_never_arrives_is_cut_at_the_deadline(

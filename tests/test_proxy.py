@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 from aiohttp import WSMsgType, web
+from hostile_util import close_quietly
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from labkit import Lab, LabPKI, runtime
@@ -49,11 +50,7 @@ async def raw_request(port: int, target: str, *, host: str, pki: LabPKI | None =
                      .encode("latin-1"))
         data = await asyncio.wait_for(reader.read(), 10)
     finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (OSError, ssl.SSLError):
-            pass
+        await close_quietly(writer)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -446,11 +443,7 @@ def test_request_body_over_the_limit_is_413_and_never_reaches_the_backend() -> N
                     line = await asyncio.wait_for(reader.readline(), 10)
                 return int(line.split()[1])
             finally:
-                writer.close()
-                try:
-                    await writer.wait_closed()
-                except (OSError, ssl.SSLError):
-                    pass
+                await close_quietly(writer)
 
         assert asyncio.run(post(1024)) == 200  # the twin
         assert asyncio.run(post(256 * 1024)) == 413
@@ -572,11 +565,7 @@ async def _peer_names(port: int, server_hostname: str, pki: LabPKI) -> list[str]
     _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=pki.client_context(),
                                               server_hostname=server_hostname)
     cert = writer.get_extra_info("peercert")
-    writer.close()
-    try:
-        await writer.wait_closed()
-    except (OSError, ssl.SSLError):
-        pass
+    await close_quietly(writer)
     return [v for k, v in cert["subjectAltName"] if k == "DNS"]
 
 
@@ -741,11 +730,7 @@ def test_header_bytes_cross_the_proxy_unchanged(value: bytes) -> None:
             try:
                 status_line = await asyncio.wait_for(reader.readline(), 10)
             finally:
-                writer.close()
-                try:
-                    await writer.wait_closed()
-                except (OSError, ssl.SSLError):
-                    pass
+                await close_quietly(writer)
             return int(status_line.split()[1])
 
         ws = (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"

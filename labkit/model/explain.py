@@ -78,12 +78,9 @@ def _tls(d: Deployment, service: str, url: str) -> Prediction | None:
     cert = d.certificate(service)
     host = (urlsplit(url).hostname or "").lower()
     if cert is None:
-        p = policy.tls_check(host, None)
-        if d.topology.service(service).kind == "chat":
-            # What Chromium reports depends on the plain server: an HTTP server answers the
-            # ClientHello with text (ERR_SSL_PROTOCOL_ERROR); the websockets chat server hangs up.
-            p = Prediction(p.outcome, p.reason, p.rule, "net::ERR_CONNECTION_CLOSED")
-        return p
+        # The websockets chat server hangs up on a ClientHello; HTTP servers answer it in text.
+        return policy.tls_check(host, None,
+                                hangs_up=d.topology.service(service).kind == "chat")
     return policy.tls_check(host, cert.names, trusted=cert.trusted)
 
 
@@ -147,6 +144,18 @@ def _http_answer(d: Deployment, a: Answer, method: str, path: str, origin: str |
     return _Response(404, {})  # socket.io serves /socket.io/ only
 
 
+@dataclass(frozen=True)
+class _Reached:
+    """What :meth:`_Walk.reach` decided for one request."""
+
+    refused: Prediction | None  # the browser's block before any server answers, or None
+    url: str  # the URL really fetched (upgraded by CSP or HSTS)
+    note: str = ""  # what was rewritten, for the step's detail
+    #: Upgraded through HSTS: an internal redirect to another origin, so a handshake's Origin
+    #: becomes "null" (observed in Chromium 156).
+    hsts: bool = False
+
+
 class _Walk:
     """One browser context walking pages: the deployment, and the cookie jar and HSTS hosts it
     carries."""
@@ -157,39 +166,32 @@ class _Walk:
         self.session: str | None = None
         #: Hosts that sent Strict-Transport-Security over valid TLS (RFC 6797 §8.1): every port.
         self.hsts: set[str] = set()
-        #: Whether the last :meth:`reach` upgraded its URL through HSTS.
-        self.hsts_upgraded = False
-        #: What the last :meth:`reach` rewrote, said for the step's detail ("" if nothing).
-        self.note = ""
 
-    def reach(self, page_svc: str, page_origin: str, service: str, url: str
-              ) -> tuple[Prediction | None, str]:
+    def reach(self, page_svc: str, page_origin: str, service: str, url: str) -> _Reached:
         """What the browser decides before a request reaches any server, and the URL it really
         fetches: the page's CSP upgrade-insecure-requests rewrites http/ws first (Upgrade
         Insecure Requests §4.1, before Fetch's mixed-content check), then mixed content blocks
         (the request is never sent), then a known HSTS host is upgraded (Chromium does that in
         the network stack, after the mixed-content check), then the TLS handshake with
         ``service``."""
-        self.note = ""
+        note = ""
         if self.d.topology.service(page_svc).upgrade_insecure \
                 and not policy.is_potentially_trustworthy(url) and _upgrade(url) != url:
             # Chromium leaves potentially trustworthy URLs alone (localhost, loopback): Blink
             # MixedContentChecker::UpgradeInsecureRequest; websocket_common.cc likewise.
-            self.note = (f"upgrade-insecure-requests rewrote {url} to {_upgrade(url)} before the "
-                         "mixed-content check (Upgrade Insecure Requests §4.1); ")
+            note = (f"upgrade-insecure-requests rewrote {url} to {_upgrade(url)} before the "
+                    "mixed-content check (Upgrade Insecure Requests §4.1); ")
             url = _upgrade(url)
         mixed = policy.mixed_content_check(page_origin + "/", url)
         if not mixed.ok:
-            return mixed, url
-        self.hsts_upgraded = False
-        if (urlsplit(url).hostname or "").lower() in self.hsts and \
-                urlsplit(url).scheme in ("http", "ws"):
-            self.note += f"HSTS for this host upgraded it to {_upgrade(url)}; "
+            return _Reached(mixed, url, note)
+        hsts = (urlsplit(url).hostname or "").lower() in self.hsts and \
+            urlsplit(url).scheme in ("http", "ws")
+        if hsts:
+            note += f"HSTS for this host upgraded it to {_upgrade(url)}; "
             url = _upgrade(url)
-            # An internal redirect to another origin: the handshake's Origin becomes "null".
-            self.hsts_upgraded = True
         tls = _tls(self.d, service, url)
-        return (tls if tls is not None and not tls.ok else None), url
+        return _Reached(tls if tls is not None and not tls.ok else None, url, note, hsts)
 
     # -- the page load ---------------------------------------------------------------------------
     def load(self, visited: str) -> tuple[str, str | None, Prediction | None]:
@@ -245,9 +247,10 @@ class _Walk:
         else:
             assert page.api is not None  # validate() refuses API steps without an API
             entry, url = page.api, d.origin(page.api) + path
-        refused, url = self.reach(page_svc, page_origin, entry, url)
-        if refused is not None:
-            return refused
+        reached = self.reach(page_svc, page_origin, entry, url)
+        if reached.refused is not None:
+            return reached.refused
+        url = reached.url
         host = (urlsplit(url).hostname or "").lower()
         a = d.answer(entry, path, host=host)
         same = policy.same_origin(me, url)
@@ -302,7 +305,8 @@ class _Walk:
             return _allow(cors.rule if not same else "same origin: no CORS check",
                           (cors.detail + "; " if not same else "") + detail)
         return _allow(cors.rule if not same else "same origin: no CORS check",
-                      self.note + (cors.detail if not same else f"{url} has the page's origin"))
+                      reached.note + (cors.detail if not same
+                                      else f"{url} has the page's origin"))
 
     def _why_no_cookie(self, me: str, url: str) -> str:
         if not self.jar.cookies:
@@ -329,11 +333,12 @@ class _Walk:
         assert url is not None  # validate() refuses socket steps without a socket
         entry = landing if page.same_origin else page.ws
         assert entry is not None
-        refused, url = self.reach(page_svc, page_origin, entry, url)
-        if refused is not None:
-            return refused
-        if self.hsts_upgraded:
-            me = OPAQUE  # observed in Chromium 156: the upgraded handshake says Origin: null
+        reached = self.reach(page_svc, page_origin, entry, url)
+        if reached.refused is not None:
+            return reached.refused
+        url = reached.url
+        if reached.hsts:
+            me = OPAQUE
         if urlsplit(url).scheme == "ws" and d.listener(entry).tls:
             if d.listener(entry).kind == "nginx":
                 # nginx answers a plain request on its TLS port instead of hanging up.
@@ -372,7 +377,7 @@ class _Walk:
         else:
             why = "no session cookie on the handshake: " + self._why_no_cookie(me, url)
         return Prediction(check.outcome, check.reason, check.rule,
-                          f"{self.note}{check.detail}; {why}")
+                          f"{reached.note}{check.detail}; {why}")
 
     def sio(self, page_origin: str, page_svc: str) -> Prediction:
         d = self.d
@@ -384,9 +389,10 @@ class _Walk:
             url = d.listener(sio).ws_url("/socket.io/?EIO=4&transport=websocket")
         else:
             url = d.origin(sio) + "/socket.io/?EIO=4&transport=polling"
-        refused, url = self.reach(page_svc, page_origin, sio, url)
-        if refused is not None:
-            return refused
+        reached = self.reach(page_svc, page_origin, sio, url)
+        if reached.refused is not None:
+            return reached.refused
+        url = reached.url
         # python-socketio: no cors_allowed_origins means "same origin only"; a refused origin
         # gets 400 without Access-Control-Allow-Origin, which the browser reports as CORS.
         allowed = d.chat_origins(sio) or (d.origin(sio),)

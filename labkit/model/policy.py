@@ -431,19 +431,21 @@ def _name_matches(host: str, name: str) -> bool:
     return host == name
 
 
-def tls_check(host: str, cert_names: Sequence[str] | None, trusted: bool = True) -> Prediction:
+def tls_check(host: str, cert_names: Sequence[str] | None, trusted: bool = True, *,
+              hangs_up: bool = False) -> Prediction:
     """Would Chromium accept the certificate that an https:// or wss:// ``host`` presents?
 
     ``cert_names``: the certificate's subjectAltName entries (Chromium ignores the subject CN);
-    None when the port speaks no TLS at all (``detail``: what Chromium says when a plain HTTP
-    server answers the ClientHello in text; a server that just hangs up gives
-    ERR_CONNECTION_CLOSED, as explain predicts for the chat server). ``trusted``: the chain
+    None when the port speaks no TLS at all: Chromium says ERR_SSL_PROTOCOL_ERROR when a plain
+    HTTP server answers the ClientHello in text, ERR_CONNECTION_CLOSED when the server just
+    hangs up (``hangs_up``, as the websockets chat server does). ``trusted``: the chain
     ends at a CA the browser trusts (the lab CA in the NSS db, not the rogue CA). An untrusted
     issuer is reported before a wrong name, as Chromium ranks its certificate errors; ``detail``
     is the net error it shows.
     """
     if cert_names is None:
-        return _block("tls-handshake", _TLS["tls-handshake"], "net::ERR_SSL_PROTOCOL_ERROR")
+        return _block("tls-handshake", _TLS["tls-handshake"],
+                      "net::ERR_CONNECTION_CLOSED" if hangs_up else "net::ERR_SSL_PROTOCOL_ERROR")
     if not trusted:
         return _block("cert-authority", _TLS["cert-authority"], "net::ERR_CERT_AUTHORITY_INVALID")
     if not any(_name_matches(host, n) for n in cert_names):

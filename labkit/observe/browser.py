@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -320,9 +321,10 @@ class Browser:
                 self._consoles.add(t["targetId"])
                 sid = (await cdp.send("Target.attachToTarget",
                                       {"targetId": t["targetId"], "flatten": False}))["sessionId"]
-                await cdp.send("Target.sendMessageToTarget", {"sessionId": sid, "message": (
-                    '{"id": 1, "method": "Runtime.evaluate", "params": {"expression": '
-                    '"DevToolsAPI.showPanel(\'console\')"}}')})
+                show = {"id": 1, "method": "Runtime.evaluate",
+                        "params": {"expression": "DevToolsAPI.showPanel('console')"}}
+                await cdp.send("Target.sendMessageToTarget",
+                               {"sessionId": sid, "message": json.dumps(show)})
         finally:
             await cdp.detach()
 

@@ -40,7 +40,7 @@ from ..model.routing import (
     response_headers,
     upstream_headers,
 )
-from .apps.store import REQUEST_HEADERS, Seen, Store, lesson_headers
+from .apps.store import Store
 from .clients import LabResolver
 from .serving import AiohttpServer
 from .splice import BACKEND_GONE as BACKEND_GONE  # re-exported: part of the proxy's contract
@@ -178,13 +178,7 @@ class RedirectServer:
     async def _redirect(self, request: web.Request) -> web.Response:
         location = redirect_location(self.host, self.https_port, request.raw_path)
         if self.store is not None:  # on the wire view too: a handshake answered 308
-            upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
-            self.store.record(Seen(self.name, request.method, request.path_qs,
-                                   request.headers.get("Origin"),
-                                   request.headers.get("Sec-Fetch-Site"), status=308,
-                                   kind="ws" if upgrade else "http",
-                                   request=lesson_headers(request.headers, REQUEST_HEADERS),
-                                   response={"Location": location}))
+            self.store.receive(self.name, request, status=308, response={"Location": location})
         return web.Response(status=308, headers={"Location": location},
                             text=f"moved to {location}\n")
 

@@ -14,11 +14,9 @@ from aiohttp import web
 from ...model.cors import CorsPolicy, is_preflight, response_headers
 from ...model.policy import LAB_DOMAIN
 from .store import (
-    REQUEST_HEADERS,
     RESPONSE_HEADERS,
     ROOMS,
     SESSION_COOKIE,
-    Seen,
     Store,
     forwarded,
     lesson_headers,
@@ -45,12 +43,8 @@ def make_app(
     @web.middleware
     async def cors_and_record(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        seen = Seen(name, request.method, request.path_qs, origin,
-                    request.headers.get("Sec-Fetch-Site"),
-                    user=store.user_for(request.headers.get("Cookie")),
-                    forwarded=forwarded(request.headers),
-                    request=lesson_headers(request.headers, REQUEST_HEADERS))
-        store.record(seen)
+        seen = store.receive(name, request, user=store.user_for(request.headers.get("Cookie")),
+                             forwarded=forwarded(request.headers))
         if https_only and not _came_over_https(request):
             # "Force HTTPS", as frameworks do it: whatever the API believes came over plain http
             # goes to https. It knows only its own socket and what a proxy tells it. (No CORS

@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from .store import REQUEST_HEADERS, RESPONSE_HEADERS, Seen, Store, lesson_headers
+from .store import RESPONSE_HEADERS, Store, lesson_headers
 
 
 def make_app(name: str, store: Store, allowed_origins: Sequence[str] | None) -> web.Application:
@@ -29,11 +29,7 @@ def make_app(name: str, store: Store, allowed_origins: Sequence[str] | None) -> 
 
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-        seen = Seen(name, request.method, request.path_qs, request.headers.get("Origin"),
-                    request.headers.get("Sec-Fetch-Site"),
-                    kind="ws" if request.headers.get("Upgrade") else "http",
-                    request=lesson_headers(request.headers, REQUEST_HEADERS))
-        store.record(seen)
+        seen = store.receive(name, request)
         resp: web.StreamResponse = await handler(request)
         seen.status = resp.status
         seen.response = lesson_headers(resp.headers, RESPONSE_HEADERS)

@@ -105,6 +105,17 @@ class Store:
         self.recorded = 0  # how many requests were ever recorded: the next one's sequence number
         self._seq = itertools.count(1)
 
+    def receive(self, service: str, request: Any, **kw: Any) -> Seen:
+        """Record an HTTP request as ``service`` saw it (an aiohttp request: method, path_qs,
+        headers): who asked, the headers the lessons turn on, a WebSocket upgrade as "ws".
+        The caller fills in the status and response headers once it has answered."""
+        h = request.headers
+        kw.setdefault("kind", "ws" if h.get("Upgrade", "").lower() == "websocket" else "http")
+        seen = Seen(service, request.method, request.path_qs, h.get("Origin"),
+                    h.get("Sec-Fetch-Site"), request=lesson_headers(h, REQUEST_HEADERS), **kw)
+        self.record(seen)
+        return seen
+
     def login(self, user: str) -> str:
         token = secrets.token_urlsafe(16)
         self.sessions[token] = user

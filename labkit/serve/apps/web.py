@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ...errors import AssetMissingError
 from ...model.topology import API_STEPS
-from .store import REQUEST_HEADERS, RESPONSE_HEADERS, Seen, Store, lesson_headers
+from .store import RESPONSE_HEADERS, Store, lesson_headers
 
 STEP_LABELS = {
     **{step: f"{method} {path}" + (f" ({'; '.join(f'{k}: {v}' for k, v in h.items())})"
@@ -161,10 +161,7 @@ def make_app(name: str, store: Store, config: Callable[[], dict[str, Any]],
 
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
-        seen = Seen(name, request.method, request.path_qs, request.headers.get("Origin"),
-                    request.headers.get("Sec-Fetch-Site"),
-                    request=lesson_headers(request.headers, REQUEST_HEADERS))
-        store.record(seen)
+        seen = store.receive(name, request)
         try:
             resp: web.StreamResponse = await handler(request)
         except web.HTTPException as exc:  # 404 and friends: record, then let aiohttp answer
