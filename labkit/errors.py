@@ -133,21 +133,28 @@ class AssetMissingError(LabError):
 
 # -- the browser (labkit.observe.browser) --------------------------------------------------------
 class BrowserMissingError(LabError):
+    def __init__(self, browser: str = "chromium") -> None:
+        super().__init__(browser)
+        self.browser = browser
+
     def __str__(self) -> str:
         from .system import install_command  # lazily: importing errors must stay import-free
 
-        cmd = install_command(["chromium"])
+        cmd = install_command([self.browser])
+        if self.browser == "firefox":
+            return (f"no Firefox was found, and this visit asked for Firefox. Install it:  {cmd}"
+                    f"  (or set LABKIT_FIREFOX to its path).")
         return (f"no Chromium or Chrome was found, and the lab's claims are checked in a real "
                 f"browser. Install one:  {cmd}  (or set LABKIT_BROWSER to its path).")
 
 
 class BrowserStartError(LabError):
-    def __init__(self, executable: str, error: str) -> None:
-        super().__init__(executable, error)
-        self.executable, self.error = executable, error
+    def __init__(self, executable: str, error: str, label: str = "Chromium") -> None:
+        super().__init__(executable, error, label)
+        self.executable, self.error, self.label = executable, error, label
 
     def __str__(self) -> str:
-        return (f"Chromium at {self.executable} did not start: {self.error.strip()[:400]}. "
+        return (f"{self.label} at {self.executable} did not start: {self.error.strip()[:400]}. "
                 f"Run `labkit doctor`; without a display the browser must be headless.")
 
 

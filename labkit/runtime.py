@@ -181,6 +181,26 @@ async def _call(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
+def die_with_parent() -> Callable[[], None] | None:
+    """A preexec function that asks Linux to SIGTERM a child (nginx, Firefox) when labkit's
+    process dies (killed kernel, closed terminal): what labkit starts must not outlive it. None
+    elsewhere. The signal follows the *thread* that forked, which is this loop's thread: it lives
+    as long as the process. libc is loaded here, before the fork: the child only makes the call."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return preexec
+
+
 def on_shutdown(hook: Callable[[], None]) -> None:
     """Register a hook run at interpreter exit (kernel shutdown), before the loop stops."""
     _shutdown_hooks.append(hook)

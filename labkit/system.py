@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 #: Debian package for each piece, and whether the lab can run without it (outside CI).
 DEBIAN_PACKAGES = {"chromium": "chromium", "certutil": "libnss3-tools", "nginx": "nginx",
-                   "npm": "npm", "Xvfb": "xvfb"}
+                   "npm": "npm", "Xvfb": "xvfb", "firefox": "firefox-esr"}
 BROWSER_NAMES = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
 
 
@@ -51,6 +51,31 @@ def find_browser() -> str | None:
     return None
 
 
+FIREFOX_NAMES = ("firefox-esr", "firefox")
+
+
+def find_firefox() -> str | None:
+    """``$LABKIT_FIREFOX``, else a Firefox on PATH that is not a snap shim (Ubuntu's
+    ``firefox`` is one; its sandbox cannot read a profile in /tmp), else the usual macOS and
+    Windows install paths."""
+    env = os.environ.get("LABKIT_FIREFOX")
+    if env:
+        return env if os.path.exists(env) else None
+    for name in FIREFOX_NAMES:
+        path = shutil.which(name)
+        if path and not _is_snap_shim(path) and not os.path.realpath(path).startswith("/snap/"):
+            return path
+    for path in ("/Applications/Firefox.app/Contents/MacOS/firefox",
+                 r"C:\Program Files\Mozilla Firefox\firefox.exe"):
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def find_certutil() -> str | None:
+    return shutil.which("certutil")
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -59,7 +84,9 @@ def pieces() -> list[Piece]:
     ci = in_ci()
     return [
         Piece("chromium", find_browser(), True, "the lab's claims are checked in a real browser"),
-        Piece("certutil", shutil.which("certutil"), ci,
+        Piece("firefox", find_firefox(), ci,
+              "the second browser: every scenario in Firefox too, side by side with Chromium"),
+        Piece("certutil", find_certutil(), ci,
               "trusts the lab CA in a throwaway NSS db; without it the wrong-name lesson is weak"),
         Piece("nginx", shutil.which("nginx"), ci, "the nginx reverse-proxy lesson runs real nginx"),
         Piece("npm", shutil.which("npm"), True,
@@ -85,16 +112,17 @@ def install_command(missing: list[str]) -> str:
         return f"sudo apt-get update && sudo apt-get install -y {pkgs}"
     if platform.system() == "Darwin":
         parts = []
-        if "chromium" in missing:
-            parts.append("brew install --cask chromium")
-        brew = [p for p in missing if p != "chromium"]
+        for cask in ("chromium", "firefox"):
+            if cask in missing:
+                parts.append(f"brew install --cask {cask}")
+        brew = [p for p in missing if p not in ("chromium", "firefox")]
         if brew:
             brew_names = {"certutil": "nss", "npm": "node"}
             parts.append("brew install " + " ".join(brew_names.get(p, p) for p in brew))
         return " && ".join(parts)
     if shutil.which("dnf"):
         names = {"chromium": "chromium", "certutil": "nss-tools", "nginx": "nginx",
-                 "npm": "npm", "Xvfb": "xorg-x11-server-Xvfb"}
+                 "npm": "npm", "Xvfb": "xorg-x11-server-Xvfb", "firefox": "firefox"}
         return "sudo dnf install -y " + " ".join(names[m] for m in missing)
     return ("install " + ", ".join(missing) + " with your system's package manager, or set "
             "LABKIT_BROWSER to the path of a Chromium or Chrome binary")

@@ -21,9 +21,7 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import time
-import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from ..errors import BrowserMissingError, BrowserStartError, VisitInterruptedErr
 from ..serve import tempdirs
 from ..serve.apps.store import Store
 from ..serve.pki import LabPKI
+from .driver import READ_STEPS, SOCKET_PROBE, WAIT_DONE, Driver, certutil
 from .observation import (
     ConsoleMessage,
     FailedRequest,
@@ -64,36 +63,6 @@ FLAGS = (
     "--disable-features=SpareRendererForSitePerProcess",
 )
 
-#: Records every WebSocket the page opens — URL, opened, close code and reason, constructor error —
-#: without changing what the socket does (the native object is returned as is).
-_SOCKET_PROBE = """
-(() => {
-  const Native = window.WebSocket;
-  const log = (window.__labkitSockets = []);
-  function LabkitWebSocket(url, protocols) {
-    const rec = { url: String(url), opened: false, code: null, reason: null, error: null };
-    log.push(rec);
-    let ws;
-    try { ws = protocols === undefined ? new Native(url) : new Native(url, protocols); }
-    catch (e) { rec.error = `${e.name}: ${e.message}`; throw e; }
-    rec.url = ws.url;
-    ws.addEventListener("open", () => { rec.opened = true; });
-    ws.addEventListener("close", (ev) => { rec.code = ev.code; rec.reason = ev.reason; });
-    return ws;
-  }
-  LabkitWebSocket.prototype = Native.prototype;
-  for (const k of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) LabkitWebSocket[k] = Native[k];
-  window.WebSocket = LabkitWebSocket;
-})();
-"""
-
-_READ_STEPS = """
-() => Object.fromEntries([...document.querySelectorAll("tr.step")].map(tr => [
-  tr.id.replace(/^step-/, ""),
-  { state: tr.dataset.state, detail: tr.querySelector(".detail").textContent }]))
-"""
-
-
 def spki_hash(cert_pem: bytes) -> str:
     """base64(sha256(SubjectPublicKeyInfo)) — the form ``--ignore-certificate-errors-spki-list``
     takes."""
@@ -103,21 +72,7 @@ def spki_hash(cert_pem: bytes) -> str:
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
-_live: weakref.WeakSet[Browser] = weakref.WeakSet()
-
-
-def _stop_live_browsers() -> None:
-    for b in list(_live):
-        try:
-            b.stop()
-        except Exception:  # exiting anyway
-            pass
-
-
-runtime.on_shutdown(_stop_live_browsers)
-
-
-class Browser:
+class Browser(Driver):
     """One headless (or headed) Chromium, started on first use, reused for every visit.
 
     >>> b = Browser(LabPKI()).start()
@@ -125,69 +80,23 @@ class Browser:
     >>> b.stop()
     """
 
+    name = "chromium"
+    label = "Chromium"
+
     def __init__(self, pki: LabPKI | None = None, *, executable: str | None = None,
                  headless: bool = True, devtools: bool = False) -> None:
-        self.pki = pki or LabPKI()
-        self.executable = executable
-        self.headless = headless
-        #: Live mode (headed only): each tab opens with DevTools on its Console.
-        self.devtools = devtools and not headless
+        super().__init__(pki, executable=executable, headless=headless, devtools=devtools)
         self._consoles: set[str] = set()
         self._kept: Any = None  # live mode: the last visit's context, left open on screen
-        self.trust = "not started"  # "nss" | "spki"
-        self.version = ""
         self._pw: Any = None
         self._browser: Any = None
-        self._home: str | None = None
-        # Start and stop run one at a time; only ever awaited on labkit's loop.
-        self._lock = asyncio.Lock()
         self._spare: asyncio.Future[tuple[Any, Any, Any]] | None = None
-        self._trusted_ca = ""
-        self._closing: set[asyncio.Future[None]] = set()
-
-    def __repr__(self) -> str:
-        state = f"Chromium {self.version}, trust: {self.trust}" if self._browser else "not started"
-        return f"<Browser {state}>"
 
     @property
     def running(self) -> bool:
         return self._browser is not None and self._browser.is_connected()
 
-    # -- the synchronous edge: each runs its async twin on labkit's loop, and nothing more -------
-    def start(self) -> Browser:
-        """Launch Chromium (a no-op when it runs). Returns the browser for chaining."""
-        return runtime.run(self.astart())
-
-    def stop(self) -> None:
-        """Close Chromium and delete its throwaway HOME; safe to call any number of times."""
-        return runtime.run(self.astop())
-
-    def visit(self, url: str, **kw: Any) -> Observation:
-        """Load ``url`` in a fresh context (starting the browser if needed) and report what the
-        page did: its steps, console, sockets, and the requests the lab saw (``seen=lab.store``)."""
-        return runtime.run(self.avisit(url, **kw))
-
-    # -- lifecycle: the async core, on labkit's loop ----------------------------------------------
-    @runtime.on_loop
-    async def astart(self) -> Browser:
-        """:meth:`start`, awaitable from any loop."""
-        async with self._lock:
-            if self.running:
-                return self
-            await self._stop_unlocked()
-            try:
-                await self._launch()
-            except BaseException:
-                await self._stop_unlocked()
-                raise
-        return self
-
-    @runtime.on_loop
-    async def astop(self) -> None:
-        """:meth:`stop`, awaitable from any loop."""
-        async with self._lock:
-            await self._stop_unlocked()
-
+    # -- lifecycle ------------------------------------------------------------------------------
     async def _launch(self) -> None:
         from playwright.async_api import async_playwright
 
@@ -209,7 +118,6 @@ class Browser:
             if executable is None:
                 raise BrowserMissingError() from None
             raise BrowserStartError(executable, str(e)) from None
-        _live.add(self)  # stopped at interpreter exit if nobody else does
         self.version = self._browser.version
         log.info("browser up: Chromium %s (%s), trust via %s", self.version, executable, self.trust)
         self._prepare_spare()  # the first visit need not wait for a renderer either
@@ -217,12 +125,12 @@ class Browser:
     async def _setup_trust(self, home: Path, args: list[str]) -> str:
         self.pki.refresh()
         self._trusted_ca = self.pki.ca_digest()
-        certutil = shutil.which("certutil")
-        if certutil:
+        tool = system.find_certutil()
+        if tool:
             db = home / ".pki" / "nssdb"
             db.mkdir(parents=True)
-            await _certutil(certutil, db, "-N", "--empty-password")
-            await _certutil(certutil, db, "-A", "-t", "C,,", "-n", "labkit lab CA",
+            await certutil(tool, db, "-N", "--empty-password")
+            await certutil(tool, db, "-A", "-t", "C,,", "-n", "labkit lab CA",
                             "-i", str(self.pki.ca_pem))
             return "nss"
         # Fallback: trust the lab leaves' keys. Weaker: a lab key under a wrong name is accepted.
@@ -236,9 +144,6 @@ class Browser:
     async def _stop_unlocked(self) -> None:
         self._kept = None  # closed with the browser below
         self._consoles.clear()
-        closing, self._closing = self._closing, set()
-        if closing:
-            await asyncio.wait(closing, timeout=5)
         await self._drop_spare()
         browser, pw, home = self._browser, self._pw, self._home
         self._browser = self._pw = self._home = None
@@ -261,7 +166,7 @@ class Browser:
     async def _new_blank(self) -> tuple[Any, Any, Any]:
         context = await self._browser.new_context(viewport=VIEWPORT)
         try:
-            await context.add_init_script(_SOCKET_PROBE)
+            await context.add_init_script(SOCKET_PROBE)
             page = await context.new_page()
             cdp = await context.new_cdp_session(page)
             await cdp.send("Log.enable")
@@ -357,12 +262,7 @@ class Browser:
         ``before`` pages visited first in the same context (a victim logging in before an
         attacker's page is opened), whose step states are kept in ``Observation.before``.
         """
-        if self.running and self.pki.refresh().ca_digest() != self._trusted_ca:
-            # The lab CA was deleted and recreated: this browser trusts the old one.
-            log.info("the lab CA changed: restarting the browser to trust the new one")
-            await self.astop()
-        if not self.running:
-            await self.astart()
+        await self._restart_if_ca_changed()
         started = time.perf_counter()
         seen_from = seen.recorded if seen else 0
         console: list[ConsoleMessage] = []
@@ -382,7 +282,7 @@ class Browser:
             if context_setup is not None or before:
                 if context_setup is not None:
                     await context_setup(context)
-                await context.add_init_script(_SOCKET_PROBE)
+                await context.add_init_script(SOCKET_PROBE)
                 for earlier in before:
                     prior.append(await _run_page(context, earlier, timeout))
                 before_seen = (seen.recorded - seen_from) if seen else 0
@@ -409,7 +309,7 @@ class Browser:
                     await _wait_done(page, timeout)
             except Exception as e:  # navigation failures are observations, not crashes
                 nav_error = _nav_error(str(e))
-            steps_raw = await _safe_eval(page, _READ_STEPS, {})
+            steps_raw = await _safe_eval(page, READ_STEPS, {})
             sockets_raw = await _safe_eval(page, "() => window.__labkitSockets || []", [])
             # The last console messages arrive asynchronously: the screenshot (about 50 ms)
             # gives them time to land; without one, wait as long.
@@ -439,31 +339,11 @@ class Browser:
             sockets=sockets,
             seen=seen.since(seen_from) if seen else [], browser_version=self.version,
             screenshot=shot, ports=dict(ports or {}), before=prior, before_seen=before_seen,
-            seconds=time.perf_counter() - started,
+            seconds=time.perf_counter() - started, browser=self.name,
         )
 
 
 VIEWPORT = {"width": 680, "height": 420}
-
-
-async def _certutil(certutil: str, db: Path, *args: str, timeout: float = 30) -> None:
-    """Run NSS's certutil on database ``db`` without blocking labkit's loop (two runs take up to
-    a second on a busy machine, during which every lab server would stop answering). Fails as
-    ``subprocess.run(check=True, timeout=...)`` would."""
-    cmd = [certutil, "-d", f"sql:{db}", *args]
-    proc = await asyncio.create_subprocess_exec(*cmd, stdin=subprocess.DEVNULL,
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except BaseException as e:  # timed out or cancelled: never leave certutil behind
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        if isinstance(e, asyncio.TimeoutError):
-            raise subprocess.TimeoutExpired(cmd, timeout) from None
-        raise
-    if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
 
 
 async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:
@@ -477,28 +357,15 @@ async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:
             if not context.browser or not context.browser.is_connected():  # no step: say so
                 raise
             log.info("page visited first failed: %s", _nav_error(str(e)))
-        raw = await _safe_eval(page, _READ_STEPS, {})
+        raw = await _safe_eval(page, READ_STEPS, {})
         return {k: Step(v["state"], v["detail"]) for k, v in raw.items()}
     finally:
         await page.close()
 
 
-#: labkit's page sets ``data-done="true"`` on <html> once its last step has settled. A promise
-#: resolved by a MutationObserver, rather than Playwright's ``wait_for_function``: that one loads
-#: Playwright's injected script (about 1 MB of JavaScript) into every fresh renderer, which cost
-#: more CPU than the whole page on a two-core machine (bench/tour.py).
-_WAIT_DONE = """() => new Promise((resolve) => {
-  const root = document.documentElement;
-  if (root.dataset.done === "true") return resolve(true);
-  new MutationObserver((_, observer) => {
-    if (root.dataset.done === "true") { observer.disconnect(); resolve(true); }
-  }).observe(root, { attributes: true, attributeFilter: ["data-done"] });
-})"""
-
-
 async def _wait_done(page: Any, timeout: float) -> None:
     try:
-        await asyncio.wait_for(page.evaluate(_WAIT_DONE), timeout)
+        await asyncio.wait_for(page.evaluate(WAIT_DONE), timeout)
     except asyncio.TimeoutError:
         raise TimeoutError(f"Timeout {timeout * 1000:.0f}ms exceeded waiting for the page's "
                            "steps") from None

@@ -19,6 +19,7 @@ class ConsoleMessage:
     type: str
     text: str
     source: str = ""  # CDP Log source: "security", "network", "javascript", "console-api", ...
+    at: float = 0.0  # when (ms since the epoch), where the browser says (Firefox)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class PageError:
 class FailedRequest:
     url: str
     failure: str
+    at: float = 0.0  # when (ms since the epoch), where the browser says (Firefox)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class Observation:
     before: list[dict[str, Step]] = field(default_factory=list)
     #: How many entries of ``seen`` belong to the ``before`` pages (they come first).
     before_seen: int = 0
+    #: Which browser looked: "chromium" or "firefox" (their words differ; see the classifier).
+    browser: str = "chromium"
 
     def session(self) -> str | None:
         """Who the servers took the visited page for, last: the user of the session cookie the
@@ -252,13 +256,63 @@ _RULES: tuple[tuple[Reason, re.Pattern[str]], ...] = (
 )
 
 
+#: Firefox's own words and error codes for the same reasons (verified against ESR 153, see
+#: BROWSER-FACTS). Its console says only "Firefox can’t establish a connection" for every failed
+#: socket; the reason is the network error, given with the status Firefox received
+#: (``NS_ERROR_WEBSOCKET_CONNECTION_REFUSED (HTTP 403) at wss://…``), so those come first.
+_FIREFOX_RULES: tuple[tuple[Reason, re.Pattern[str]], ...] = (
+    ("cert-authority", re.compile(r"SEC_ERROR_UNKNOWN_ISSUER|SEC_ERROR_UNTRUSTED_ISSUER|"
+                                  r"MOZILLA_PKIX_ERROR_SELF_SIGNED_CERT|SEC_ERROR_CA_CERT_INVALID")),
+    ("cert-name", re.compile(r"SSL_ERROR_BAD_CERT_DOMAIN")),
+    # wss:// to a server without TLS: the server hangs up on the ClientHello (NET_RESET), or
+    # answers plain HTTP (RX_RECORD_TOO_LONG).
+    ("tls-handshake", re.compile(r"NS_ERROR_NET_RESET|NS_ERROR_NET_INTERRUPT|SSL_ERROR_[A-Z_]+|"
+                                 r"NS_ERROR_NET_EMPTY_RESPONSE")),
+    ("too-many-redirects", re.compile(r"NS_ERROR_REDIRECT_LOOP")),
+    # ws:// from an https page: `new WebSocket` throws, and no error-level console entry exists.
+    ("mixed-content", re.compile(r"^Blocked loading mixed active content|"
+                                 r"^SecurityError: The operation is insecure")),
+    ("origin-rejected", re.compile(r"NS_ERROR_WEBSOCKET_CONNECTION_REFUSED \(HTTP 403\)")),
+    ("origin-rejected", re.compile(r"NS_ERROR_WEBSOCKET_CONNECTION_REFUSED \(HTTP 400\) at "
+                                   r"\S*/socket\.io/")),
+    ("cors-credentials", re.compile(r"Cross-Origin Request Blocked: .*\(Reason: (Credential is not "
+                                    r"supported|expected ‘true’ in CORS header "
+                                    r"‘Access-Control-Allow-Credentials’)")),
+    # The preflight's own network error (its method is OPTIONS), or the words naming it.
+    ("cors-preflight", re.compile(r"NS_ERROR_DOM_BAD_URI \(OPTIONS|from CORS preflight "
+                                  r"(response|channel)|CORS preflight (response|channel) did not "
+                                  r"succeed|Did not find method in CORS header")),
+    ("cors", re.compile(r"^Cross-Origin Request Blocked")),
+    ("http-error", re.compile(r"^HTTP [45]\d\d$|NS_ERROR_WEBSOCKET_CONNECTION_REFUSED "
+                              r"\(HTTP (?!403)\d{3}\)")),
+)
+
+
+def rules_for(browser: str) -> tuple[tuple[Reason, re.Pattern[str]], ...]:
+    return _FIREFOX_RULES if browser == "firefox" else _RULES
+
+
 def _evidence(obs: Observation) -> list[str]:
     """The browser's words, earliest first: a failed navigation explains everything after it;
     the page runs its steps in order, so the first message belongs to the first failing step."""
     texts = [obs.navigation_error] if obs.navigation_error else []
     if obs.status is not None and obs.status >= 400:
         texts.append(f"HTTP {obs.status}")  # the page itself was an error answer
-    texts += [m.text for m in obs.console]
+    if obs.browser == "firefox":
+        # Firefox keeps certificate, TLS and handshake reasons in the network error; its
+        # console then says only that a request "did not succeed". Both in the order they
+        # happened: the first failing step's words come first.
+        # A console line about a URL comes after that URL's network errors (Firefox logs the
+        # CORS line before the preflight's own error event).
+        failed = sorted(obs.failed_requests, key=lambda r: r.at)
+        for m in sorted(obs.console, key=lambda m: m.at):
+            for r in [r for r in failed if r.at <= m.at or r.url in m.text]:
+                texts.append(f"{r.failure} at {r.url}")
+                failed.remove(r)
+            texts.append(m.text)
+        texts += [f"{r.failure} at {r.url}" for r in failed]
+    else:
+        texts += [m.text for m in obs.console]
     texts += [f"{e.name}: {e.message}" for e in obs.page_errors]
     texts += [s.error for s in obs.sockets if s.error]
     return texts
@@ -285,8 +339,9 @@ def classify(obs: Observation, decisive: Iterable[str] | None = None) -> Verdict
     )
     if not blocked:
         return Verdict("allowed", None)
+    rules = rules_for(obs.browser)
     for text in _evidence(obs):
-        for reason, pattern in _RULES:  # the most specific rule for this message
+        for reason, pattern in rules:  # the most specific rule for this message
             if pattern.search(text):
                 return Verdict("blocked", reason, normalize_text(text, obs.ports))
     detail = obs.navigation_error or "; ".join(

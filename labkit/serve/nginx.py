@@ -17,16 +17,15 @@ import shutil
 import signal
 import socket
 import ssl
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
 
+from .. import runtime
 from ..errors import (
     NginxMissingError,
     NginxStartError,
@@ -228,22 +227,6 @@ def render(cfg: ProxyConfig, *, port: int, cert: CertFiles | None, prefix: str,
     return "\n".join(lines)
 
 
-def _die_with_parent() -> Any:
-    """A preexec function that asks Linux to SIGTERM nginx's master when labkit dies (killed
-    kernel, closed terminal): nginx must not outlive the process that started it. None
-    elsewhere. libc is loaded here, before the fork: the child only makes the call."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def preexec() -> None:
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return preexec
-
-
 def _group_alive(pgid: int) -> bool:
     for p in psutil.process_iter(["name"]):
         try:
@@ -372,7 +355,7 @@ class NginxServer:
             self.proc = await asyncio.create_subprocess_exec(
                 exe, "-p", self.prefix, "-c", str(self.conf_path), "-e", "stderr",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=errf, start_new_session=True, preexec_fn=_die_with_parent())
+                stderr=errf, start_new_session=True, preexec_fn=runtime.die_with_parent())
         self._drain = asyncio.ensure_future(self._follow_log())
         try:
             await self._wait_ready([port, *redirect_ports])

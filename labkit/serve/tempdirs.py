@@ -43,9 +43,10 @@ def sweep(prefix: str, before_removing: Callable[[Path], None] | None = None) ->
     return removed
 
 
-def make(prefix: str) -> str:
-    """A new private folder owned by this process (after sweeping orphans of the same kind)."""
-    sweep(prefix)
+def make(prefix: str, before_removing: Callable[[Path], None] | None = None) -> str:
+    """A new private folder owned by this process (after sweeping orphans of the same kind;
+    ``before_removing`` stops what an orphan still runs from its folder)."""
+    sweep(prefix, before_removing)
     path = tempfile.mkdtemp(prefix=prefix)
     Path(path, OWNER).write_text(str(os.getpid()))
     return path
