@@ -32,10 +32,11 @@ from .model.routing import STORY_ROUTES, Route
 from .model.topology import Page, Service, Topology, messenger
 from .notebook.exercises import exercise
 from .notebook.predict import guesses
-from .notebook.session import diagram, doctor, explain, reset, run, scenario, tour
+from .notebook.session import compare, diagram, doctor, explain, reset, run, scenario, tour
 from .notebook.triage import triage
 from .notebook.wire import capture
 from .observe.browser import Browser
+from .observe.firefox import Firefox
 from .observe.observation import Observation
 from .serve.pki import LabPKI
 
@@ -49,6 +50,7 @@ __all__ = [
     "BrowserStartError",
     "CAFileMissingError",
     "CorsPolicy",
+    "Firefox",
     "GuessError",
     "InvalidOriginError",
     "Lab",
@@ -72,6 +74,7 @@ __all__ = [
     "VisitInterruptedError",
     "__version__",
     "capture",
+    "compare",
     "diagram",
     "doctor",
     "exercise",

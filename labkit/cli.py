@@ -70,7 +70,7 @@ def own_browser_note(lab: Lab) -> str:
 
 def cmd_tour(args: argparse.Namespace) -> int:
     from .notebook import runner
-    from .observe.browser import Browser
+    from .observe import BROWSERS, make_browser
 
     if args.list:
         for name in scenarios.names():
@@ -81,25 +81,36 @@ def cmd_tour(args: argparse.Namespace) -> int:
     if selected:
         for name in selected:
             scenarios.get(name)  # an unknown name lists the known ones before anything starts
+    names = list(BROWSERS) if args.browser == "all" else [args.browser]
     # Progress goes to stderr so that --json leaves stdout to the one JSON object.
     progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    browser = Browser()
+    browsers = [make_browser(n) for n in names]
+    shots = Path(args.screenshots) if args.screenshots else None
     try:
-        results = runner.tour(selected, progress=progress, browser=browser, concurrency=args.jobs,
-                              screenshots=Path(args.screenshots) if args.screenshots else None)
-        version = browser.version
+        tours = runner.tours(selected, browsers, progress=progress, concurrency=args.jobs,
+                             screenshots=shots)
+        versions = {b.name: f"{b.label} {b.version}" for b in browsers}
     finally:
-        browser.stop()
+        for b in browsers:
+            b.stop()
     if args.json:
-        print(runner.as_json(results, version), flush=True)
-    else:
-        print(runner.table(results))
+        if len(names) == 1:
+            print(runner.as_json(tours[names[0]], browsers[0].version), flush=True)
+        else:
+            print(runner.as_json_all({n: (versions[n], tours[n]) for n in names}), flush=True)
+        return 0 if all(r.ok for rs in tours.values() for r in rs) else 1
+    if len(names) > 1:
+        print(runner.side_by_side(tours, versions))
+    for n in names:
+        results = tours[n]
+        if len(names) == 1:
+            print(runner.table(results))
         bad = [r for r in results if not r.ok]
         print(f"\n{len(results) - len(bad)} of {len(results)} scenarios behaved as expected "
-              f"in Chromium {version}.")
+              f"in {versions[n]}.")
         for r in bad:
             print(f"  MISMATCH {r.name}: {'; '.join(r.problems)}")
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for rs in tours.values() for r in rs) else 1
 
 
 def runner_concurrency() -> int:
@@ -141,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--screenshots", metavar="DIR", help="save a PNG per scenario into DIR")
     tr.add_argument("--list", action="store_true", help="list the scenarios and exit")
     tr.add_argument("--jobs", type=_jobs, default=runner_concurrency(), metavar="N",
-                    help="scenarios run at once in the one browser (default: %(default)s)")
+                    help="scenarios run at once in each browser (default: %(default)s)")
+    tr.add_argument("--browser", choices=["chromium", "firefox", "all"], default="chromium",
+                    help="which browser looks (all: side by side; default: %(default)s)")
     tr.set_defaults(func=cmd_tour)
     doc = sub.add_parser("doctor", help="check this machine for everything the lab needs")
     doc.set_defaults(func=cmd_doctor)

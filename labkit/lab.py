@@ -26,7 +26,7 @@ from . import runtime
 from .errors import LabNotRunningError, PortInUseError, TopologyError
 from .model.deployment import Deployment
 from .model.topology import Service, Topology, messenger
-from .observe.browser import Browser
+from .observe import Browser, Driver, check_name, make_browser
 from .observe.observation import Observation
 from .serve import logs
 from .serve.apps import api as api_app
@@ -103,7 +103,7 @@ class Lab:
         *,
         ports: dict[str, int] | None = None,
         pki: LabPKI | None = None,
-        browser: Browser | None = None,
+        browser: Driver | None = None,
         headless: bool = True,
         nginx_configs: dict[str, str] | None = None,
     ) -> None:
@@ -128,6 +128,8 @@ class Lab:
         # A browser handed in (the tour's) is shared and outlives this lab; our own one does not.
         self._browser = browser
         self._owns_browser = browser is None
+        # Browsers of another kind asked for by name (lab.visit(browser="firefox")): the lab's own.
+        self._extra_browsers: dict[str, Driver] = {}
         self._headless = headless
 
     @property
@@ -155,10 +157,11 @@ class Lab:
         return runtime.run(self.astart_service(name))
 
     def visit(self, service: str = "web", path: str = "/", *, before: Sequence[str] = (),
-              **kw: Any) -> Observation:
+              browser: str | Driver | None = None, **kw: Any) -> Observation:
         """Open ``service``'s page in the real browser and report what it did. ``before``: page
-        services visited first in the same browser context (the victim, before the attacker)."""
-        return runtime.run(self.avisit(service, path, before=before, **kw))
+        services visited first in the same browser context (the victim, before the attacker).
+        ``browser``: "chromium" (the default) or "firefox"."""
+        return runtime.run(self.avisit(service, path, before=before, browser=browser, **kw))
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -204,6 +207,9 @@ class Lab:
         """:meth:`stop`, awaitable from any loop."""
         if self._owns_browser and self._browser is not None:
             await self._browser.astop()
+        extra, self._extra_browsers = self._extra_browsers, {}
+        for b in extra.values():
+            await b.astop()
         async with self._lifecycle:
             if self._state == "stopped":
                 return
@@ -384,11 +390,26 @@ class Lab:
 
     # -- the browser -----------------------------------------------------------------------------
     @property
-    def browser(self) -> Browser:
-        """The lab's headless Chromium (started on the first visit, reused after)."""
+    def browser(self) -> Driver:
+        """The lab's browser: headless Chromium unless one was handed in (started on the first
+        visit, reused after)."""
         if self._browser is None:
             self._browser = Browser(self.pki, headless=self._headless)
         return self._browser
+
+    def _browser_for(self, which: str | Driver | None) -> Driver:
+        """``browser=`` of a visit: None (the lab's), a name ("firefox": the lab's own one of
+        that kind, stopped with the lab), or a browser object (the caller's, left running)."""
+        if which is None:
+            return self.browser
+        if isinstance(which, Driver):
+            return which
+        name = check_name(which)
+        if name == self.browser.name:
+            return self.browser
+        if name not in self._extra_browsers:
+            self._extra_browsers[name] = make_browser(name, self.pki, headless=self._headless)
+        return self._extra_browsers[name]
 
     def _visit_args(self, service: str, path: str, before: Sequence[str] = ()
                     ) -> tuple[str, dict[str, Any]]:
@@ -404,12 +425,13 @@ class Lab:
 
     @runtime.on_loop
     async def avisit(self, service: str = "web", path: str = "/", *,
-                     before: Sequence[str] = (), **kw: Any) -> Observation:
+                     before: Sequence[str] = (), browser: str | Driver | None = None,
+                     **kw: Any) -> Observation:
         """:meth:`visit`, awaitable from any loop."""
         if not self.running:
             raise LabNotRunningError(f"visit '{service}'")
         url, args = self._visit_args(service, path, before)
-        return await self.browser.avisit(url, **args, **kw)
+        return await self._browser_for(browser).avisit(url, **args, **kw)
 
     # -- what a participant asks -----------------------------------------------------------------
     @property

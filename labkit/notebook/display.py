@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # notebook-floor types: they import this module for their _re
     from .exercises import Check, Exercise
     from .lb import IdleDemo
     from .predict import Graded
-    from .runner import Result
+    from .runner import BrowserRow, Result
     from .wire import Capture
 
 # -- colours: the one palette of every view and diagram ------------------------------------------
@@ -235,6 +235,24 @@ def tour_html(results: Iterable[Result]) -> str:
                td("yes" if r.ok else "<b>NO</b>: " + esc("; ".join(r.problems))),
                td(f"<small>{esc(r.scenario.rule)}</small>")) for r in results)
     return table(rows, ("scenario", "expected", "observed", "reason", "as expected", "rule"))
+
+
+def comparison_html(sc: Scenario, rows: Sequence[BrowserRow]) -> str:
+    """``labkit.compare``: a row per browser; colour only for allowed (green), blocked (red)."""
+    def lines(items: Sequence[str]) -> str:
+        return "<br>".join(f"<code style='white-space:pre-wrap'>{esc(i)}</code>"
+                           for i in items) or "-"
+
+    body = (tr(td(f"<b>{esc(r.browser)}</b>"),
+               td(f"<b>{r.outcome}</b>", f"color:{good_or_bad(r.outcome == 'allowed')}"),
+               td(esc(r.reason)), td(as_expected(r.as_expected)),
+               td(lines(r.console), "text-align:left"), td(lines(r.network), "text-align:left"),
+               td(", ".join(map(str, r.close_codes)) or "-"),
+               td(lines(r.page_saw), "text-align:left")) for r in rows)
+    want = sc.expected + (f" ({sc.reason})" if sc.reason else "")
+    return (f"<p><b>{esc(sc.name)}</b> in every browser — expected: {esc(want)}</p>"
+            + table(body, ("browser", "outcome", "reason", "", "console (error level)",
+                           "network error", "close code", "what the page's JavaScript saw")))
 
 
 def doctor_html(checks: Iterable[DoctorCheck]) -> str:

@@ -21,8 +21,8 @@ import websockets
 from .. import runtime
 from ..lab import Lab
 from ..model.scenarios import GUEST, Scenario, get, names
-from ..observe.browser import Browser
-from ..observe.observation import Observation, Step, Verdict
+from ..observe import Browser, Driver
+from ..observe.observation import NOISE, Observation, Step, Verdict, normalize_text
 from ..serve.clients import http_session, ws_connect
 from . import display
 
@@ -119,7 +119,7 @@ async def _python_client(lab: Lab) -> Observation:
 
 
 @runtime.on_loop
-async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None,
+async def arun_scenario(scenario: Scenario | str, browser: Driver | None = None,
                         nginx_configs: dict[str, str] | None = None) -> Result:
     """Start the scenario's lab, observe it (browser or Python client), judge, stop the lab.
     Runs on labkit's loop, whichever loop awaits it; a lab of the same scenario still running (a
@@ -141,7 +141,7 @@ async def arun_scenario(scenario: Scenario | str, browser: Browser | None = None
             await browser.astop()
 
 
-def run_scenario(scenario: Scenario | str, browser: Browser | None = None,
+def run_scenario(scenario: Scenario | str, browser: Driver | None = None,
                  nginx_configs: dict[str, str] | None = None) -> Result:
     """:func:`arun_scenario`, from synchronous code."""
     return runtime.run(arun_scenario(scenario, browser, nginx_configs))
@@ -158,7 +158,7 @@ def tour(
     *,
     progress: Callable[[str], None] | None = None,
     screenshots: Path | None = None,
-    browser: Browser | None = None,
+    browser: Driver | None = None,
     concurrency: int = TOUR_CONCURRENCY,
 ) -> list[Result]:
     """Run scenarios (all by default) in one browser, with a progress line per scenario as each
@@ -170,14 +170,61 @@ def tour(
     owned = browser is None
     browser = browser or Browser()
     try:
-        return runtime.run(_atour(chosen, browser, progress, screenshots, concurrency))
+        # No overall deadline: every visit has its own, and a whole tour on a busy machine
+        # can take minutes.
+        return runtime.run(_atour(chosen, browser, progress, screenshots, concurrency),
+                           timeout=None)
     finally:
         if owned:
             browser.stop()
 
 
+def tours(selected: Iterable[str] | None, browsers: Sequence[Driver], *,
+          progress: Callable[[str], None] | None = None, screenshots: Path | None = None,
+          concurrency: int = TOUR_CONCURRENCY) -> dict[str, list[Result]]:
+    """:func:`tour` in several browsers at once (each its own labs): browser name -> results.
+    Progress lines and screenshot names carry the browser's name."""
+    chosen = [get(n) for n in (selected or names())]
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+
+    async def all_of_them() -> list[list[Result]]:
+        return list(await asyncio.gather(*[
+            _atour(chosen, b, _tagged(progress, b.name, len(browsers)),
+                   screenshots / b.name if screenshots and len(browsers) > 1 else screenshots,
+                   concurrency) for b in browsers]))
+
+    results = runtime.run(all_of_them(), timeout=None)
+    return {b.name: rs for b, rs in zip(browsers, results, strict=True)}
+
+
+def _tagged(progress: Callable[[str], None] | None, name: str, n: int
+            ) -> Callable[[str], None] | None:
+    if progress is None or n == 1:
+        return progress
+    return lambda line: progress(f"{name:8} {line}")
+
+
+def side_by_side(tours: dict[str, list[Result]], versions: dict[str, str]) -> str:
+    """The tour of several browsers as one table: a scenario a row, a browser a column."""
+    names_ = list(tours)
+    by_name = {n: {r.name: r for r in rs} for n, rs in tours.items()}
+    first = tours[names_[0]]
+    rows = [["scenario", "expected", *[versions[n] for n in names_]]]
+    for r in first:
+        want = r.scenario.expected + (f" ({r.scenario.reason})" if r.scenario.reason else "")
+        cells = []
+        for n in names_:
+            o = by_name[n][r.name]
+            cells.append(str(o.verdict) + ("" if o.ok else "  MISMATCH"))
+        rows.append([r.name, want, *cells])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
 @runtime.on_loop
-async def _atour(chosen: list[Scenario], browser: Browser,
+async def _atour(chosen: list[Scenario], browser: Driver,
                  progress: Callable[[str], None] | None, screenshots: Path | None,
                  concurrency: int) -> list[Result]:
     await browser.astart()  # once, before the workers: they would otherwise race to start it
@@ -208,6 +255,37 @@ async def _atour(chosen: list[Scenario], browser: Browser,
     return [results[sc.name] for sc in chosen]
 
 
+@dataclass(frozen=True)
+class BrowserRow:
+    """One browser's answer to one scenario, as ``labkit.compare`` shows it (no I/O)."""
+
+    browser: str  # "Chromium 156.0.8078.114"
+    outcome: str
+    reason: str
+    as_expected: bool
+    console: tuple[str, ...]  # the error-level console lines, ports as service names
+    network: tuple[str, ...]  # the network errors the browser reported (Firefox's reasons)
+    close_codes: tuple[int, ...]  # the WebSockets' close codes
+    page_saw: tuple[str, ...]  # what the page's own JavaScript was told, per failing step
+
+
+def browser_row(r: Result) -> BrowserRow:
+    obs = r.observation
+    n = lambda s: normalize_text(s, obs.ports)  # noqa: E731
+    label = {"chromium": "Chromium", "firefox": "Firefox"}.get(obs.browser, obs.browser)
+    return BrowserRow(
+        browser=f"{label} {obs.browser_version}".strip(),
+        outcome=r.verdict.outcome, reason=r.verdict.reason or "-", as_expected=r.ok,
+        console=tuple(n(m.text) for m in obs.console
+                      if m.type == "error" and not any(p.search(m.text) for p in NOISE)),
+        network=tuple(f"{r.failure} at {n(r.url)}" for r in obs.failed_requests
+                      if obs.browser == "firefox" and r.failure != "NS_ERROR_DOM_BAD_URI"),
+        close_codes=tuple(s.close_code for s in obs.sockets if s.close_code is not None),
+        page_saw=tuple(f"{k}: {n(v.detail)}" for k, v in obs.steps.items()
+                       if v.state not in ("ok", "pending")),
+    )
+
+
 def table(results: Sequence[Result]) -> str:
     rows = [("scenario", "expected", "observed", "reason", "rule")]
     rows += [(r.name, r.scenario.expected, r.verdict.outcome, r.verdict.reason or "-",
@@ -220,6 +298,12 @@ def table(results: Sequence[Result]) -> str:
 
 def as_json(results: Sequence[Result], browser_version: str) -> str:
     return json.dumps({"browser": browser_version, "scenarios": [r.as_dict() for r in results]})
+
+
+def as_json_all(tours: dict[str, tuple[str, Sequence[Result]]]) -> str:
+    """``tour --browser all --json``: one object per browser name, as :func:`as_json` gives."""
+    return json.dumps({name: {"browser": version, "scenarios": [r.as_dict() for r in results]}
+                       for name, (version, results) in tours.items()})
 
 
 # -- explain against the browser, on any configuration ----------------------------------------
@@ -263,7 +347,7 @@ def agree(explanation: Any, obs: Observation, verdict: Verdict) -> list[str]:
 
 @runtime.on_loop
 async def acheck(topology: Any, visit: str = "web", before: Sequence[str] = (),
-                 browser: Browser | None = None) -> Agreement:
+                 browser: Driver | None = None) -> Agreement:
     """Explain ``topology`` visited at ``visit`` (after ``before`` pages in the same browser
     context), then start it and observe it in the real browser; report whether they agree."""
     from ..model.explain import explain
@@ -285,6 +369,6 @@ async def acheck(topology: Any, visit: str = "web", before: Sequence[str] = (),
 
 
 def check(topology: Any, visit: str = "web", before: Sequence[str] = (),
-          browser: Browser | None = None) -> Agreement:
+          browser: Driver | None = None) -> Agreement:
     """:func:`acheck`, from synchronous code."""
     return runtime.run(acheck(topology, visit, before, browser))

@@ -17,25 +17,27 @@ from ..model.explain import Explanation
 from ..model.explain import explain as _explain
 from ..model.scenarios import Scenario, get
 from ..model.topology import Topology
-from ..observe.browser import Browser
+from ..observe import BROWSERS, Driver, check_name, make_browser
 from ..serve.apps.web import page_code
 from ..serve.pki import CertSummary, LabPKI, default_home
 from . import checkup as _doctor
 from . import display  # also registers the HTML views of Lab, Scenario, Observation, ...
 from .diagram import Diagram, render
 from .predict import Graded, grade, parse_guess
-from .runner import Result, run_scenario
+from .runner import Result, browser_row, run_scenario
 from .runner import tour as _tour
 
 _lock = threading.Lock()
-_browser: Browser | None = None
+#: The kernel's browsers, one per kind ("chromium", "firefox"), each started on first use.
+_browsers: dict[str, Driver] = {}
 
 
-def shared_browser(headless: bool | None = None, devtools: bool | None = None) -> Browser:
-    """The kernel's browser: started on first use, reused by every run, stopped at exit.
-    ``headless=False`` (on a laptop with a display) shows the window, for live demos;
-    ``devtools=True`` opens DevTools on the Console with every page (headed only)."""
-    global _browser
+def shared_browser(headless: bool | None = None, devtools: bool | None = None,
+                   name: str = "chromium") -> Driver:
+    """The kernel's browser of that kind: started on first use, reused by every run, stopped at
+    exit. ``headless=False`` (on a laptop with a display) shows the window, for live demos;
+    ``devtools=True`` opens the developer tools with every page (headed only)."""
+    name = check_name(name)
     if headless is None:
         # LABKIT_HEADED=1: instructors on a laptop see every visit in a real window, with
         # DevTools on the Console (where the room sees the red line).
@@ -44,20 +46,20 @@ def shared_browser(headless: bool | None = None, devtools: bool | None = None) -
         devtools = not headless and os.environ.get("LABKIT_HEADED", "") not in ("", "0")
     devtools = devtools and not headless
     with _lock:
-        if _browser is not None and (_browser.headless, _browser.devtools) != (headless,
-                                                                               devtools):
-            _browser.stop()
-            _browser = None
-        if _browser is None:
-            _browser = Browser(headless=headless, devtools=devtools)
-        return _browser
+        b = _browsers.get(name)
+        if b is not None and (b.headless, b.devtools) != (headless, devtools):
+            b.stop()
+            b = None
+        if b is None:
+            b = _browsers[name] = make_browser(name, headless=headless, devtools=devtools)
+        return b
 
 
 def _stop_browser() -> None:
-    global _browser
     with _lock:
-        b, _browser = _browser, None
-    if b is not None:
+        browsers = list(_browsers.values())
+        _browsers.clear()
+    for b in browsers:
         b.stop()
 
 
@@ -147,12 +149,13 @@ class Run:
 
 
 def run(name: str | Scenario, guess: Any = None, headless: bool | None = None,
-        devtools: bool | None = None) -> Run:
+        devtools: bool | None = None, browser: str = "chromium") -> Run:
     """Run one scenario in the kernel's browser and show what happened. ``guess``: your
     prediction, made before running — "allowed", or ("blocked", reason) — graded beside the
-    browser's answer (``labkit.guesses()`` tallies them)."""
+    browser's answer (``labkit.guesses()`` tallies them). ``browser``: "chromium" or
+    "firefox"."""
     g = parse_guess(guess)  # a guess it cannot read fails before the browser starts
-    result = run_scenario(name, shared_browser(headless, devtools))
+    result = run_scenario(name, shared_browser(headless, devtools, browser))
     return Run(result, grade(result.name, g, result.verdict) if g else None,
                asked=guess is not None)
 
@@ -174,8 +177,50 @@ class TourReport:
         return display.tour_html(self.results)
 
 
-def tour(names: Iterable[str] | None = None) -> TourReport:
-    return TourReport(_tour(list(names) if names else None, browser=shared_browser()))
+def tour(names: Iterable[str] | None = None, browser: str = "chromium") -> TourReport:
+    """Every scenario (or those named) in one browser ("chromium" or "firefox")."""
+    return TourReport(_tour(list(names) if names else None,
+                            browser=shared_browser(name=browser)))
+
+
+class Comparison:
+    """One scenario in every browser labkit drives, side by side: what each decided, the words
+    it used, the close codes, and what the page's own JavaScript was told."""
+
+    def __init__(self, results: Sequence[Result]) -> None:
+        self.results = list(results)
+        self.rows = [browser_row(r) for r in self.results]
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.results[0].scenario
+
+    @property
+    def agree(self) -> bool:
+        """Every browser reached the same outcome for the same reason."""
+        return len({(r.outcome, r.reason) for r in self.rows}) == 1
+
+    def __repr__(self) -> str:
+        lines = [f"{self.scenario.name}: expected {self.scenario.expected}"
+                 + (f" ({self.scenario.reason})" if self.scenario.reason else "")]
+        for r in self.rows:
+            lines.append(f"  {r.browser}: {r.outcome} ({r.reason})"
+                         + ("" if r.as_expected else "  NOT AS EXPECTED"))
+            lines += [f"    console: {c}" for c in r.console]
+            lines += [f"    network error: {c}" for c in r.network]
+            if r.close_codes:
+                lines.append("    close code: " + ", ".join(map(str, r.close_codes)))
+            lines += [f"    the page saw: {c}" for c in r.page_saw]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return display.comparison_html(self.scenario, self.rows)
+
+
+def compare(name: str | Scenario) -> Comparison:
+    """Run one scenario in Chromium and in Firefox and show them side by side."""
+    sc = get(name) if isinstance(name, str) else name
+    return Comparison([run_scenario(sc, shared_browser(name=b)) for b in BROWSERS])
 
 
 class DoctorReport:
