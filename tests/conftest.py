@@ -57,3 +57,23 @@ def browser(lab_home: Path) -> Iterator[object]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture(scope="session")
+def firefox(lab_home: Path) -> Iterator[object]:
+    """One real headless Firefox for the whole session, driven over WebDriver BiDi (each visit in a
+    fresh user context, HSTS forgotten). Missing Firefox fails in CI, skips elsewhere."""
+    from labkit import LabPKI, system
+    from labkit.observe.firefox import Firefox
+
+    if system.find_firefox() is None:
+        cmd = system.install_command(["firefox"])
+        if system.in_ci():
+            pytest.fail(f"no Firefox found, and CI must run the Firefox tests. Install: {cmd}",
+                        pytrace=False)
+        pytest.skip(f"no Firefox found; install it with: {cmd}")
+    b = Firefox(LabPKI(lab_home)).start()
+    try:
+        yield b
+    finally:
+        b.stop()

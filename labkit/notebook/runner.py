@@ -115,6 +115,7 @@ async def _python_client(lab: Lab) -> Observation:
         url="python client", final_url="python client", redirects=[], navigation_error=None,
         status=None, steps=steps, console=[], page_errors=[], failed_requests=[], sockets=[],
         seen=lab.requests(), browser_version=f"python aiohttp {aiohttp.__version__}",
+        browser="python",
         ports={i.port: i.name for i in lab.services}, seconds=time.perf_counter() - t0)
 
 
