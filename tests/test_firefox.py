@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +34,16 @@ def test_scenario_in_firefox(name: str, firefox) -> None:  # type: ignore[no-unt
     assert result.ok, f"{name}: {result.problems}\n{json.dumps(obs.normalized(), indent=1)}"
     e = explain(name)
     assert (e.outcome, e.reason) == (result.verdict.outcome, result.verdict.reason), str(e)
+    # What explain says Firefox says, Firefox said in this run.
+    said = "\n".join([m.text for m in obs.console] + [r.failure for r in obs.failed_requests]
+                     + [s.error or "" for s in obs.sockets]
+                     + [st.detail for st in obs.steps.values()])
+    for d in e.browser_differences:
+        assert re.search(d.evidence, said), (d, said)
+        if "TypeError: NetworkError" in d.text:
+            assert "TypeError: NetworkError when attempting to fetch resource." in said, said
+        if d.close_code is not None:
+            assert d.close_code in [s.close_code for s in obs.sockets], (d, obs.sockets)
 
 
 def test_firefox_words_and_codes_differ_from_chromium(firefox, browser) -> None:  # type: ignore[no-untyped-def]

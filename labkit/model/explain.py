@@ -13,7 +13,7 @@ configurations, in Chromium and require the two to agree.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from . import policy
@@ -22,7 +22,7 @@ from .cors import CorsPolicy, is_preflight, response_headers
 from .deployment import Answer, Deployment
 from .policy import OPAQUE, Prediction
 from .scenarios import Scenario, get
-from .topology import API_STEPS, PAGE_KINDS, Topology
+from .topology import API_STEPS, PAGE_KINDS, SOCKET_STEPS, Topology
 
 _HTTP = "RFC 9110 §15: the server answered with an error status"
 _REDIRECTS = "Fetch Standard: HTTP-redirect fetch (#http-redirect-fetch): at most 20 redirects"
@@ -46,6 +46,23 @@ class Explanation:
     #: ``before`` pages'), with their attributes.
     cookies: tuple[Cookie, ...] = ()
 
+    @property
+    def browser_differences(self) -> tuple[BrowserDifference, ...]:
+        """Where Firefox says the same verdict differently from Chromium (its words, its close
+        code), for the first blocked check of each kind; empty when nothing is blocked."""
+        out: list[BrowserDifference] = []
+        for step, p in self.checks:
+            if p.ok or p.reason is None:
+                continue
+            # socket.io's polling is XHR: its CORS blocks are fetch blocks.
+            socket = step in SOCKET_STEPS or (step == "sio" and not p.reason.startswith("cors"))
+            diff = firefox_difference("socket" if socket else "fetch", p.reason)
+            if diff is not None and step in API_STEPS:
+                diff = replace(diff, text=f"{diff.text}; {_FETCH_JS}")
+            if diff is not None and diff not in out:
+                out.append(diff)
+        return tuple(out)
+
     def __str__(self) -> str:
         head = self.outcome + (f" ({self.reason})" if self.reason else "")
         lines = [f"{self.scenario}: {head}" + (f" — {self.rule}" if self.rule else "")]
@@ -55,7 +72,69 @@ class Explanation:
         if any(step == "steal" and p.ok for step, p in self.checks):
             lines.append(f"  attack: reads the chat history as {self.session}" if self.session
                          else "  attack: the socket opens as a guest, so there is nothing to read")
+        lines += [f"  in Firefox: {d.text}" for d in self.browser_differences]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class BrowserDifference:
+    """How Firefox reports a block Chromium reports otherwise (Firefox ESR 153, BROWSER-FACTS;
+    tests/test_firefox.py checks each against a real Firefox): ``text`` for people, ``evidence``
+    a piece of Firefox's own words that must appear in its console, network errors or the
+    page's view, and the close code a failed socket gets."""
+
+    text: str
+    evidence: str  # a regular expression
+    close_code: int | None = None
+
+
+_NO_SOCKET = "its console says only “Firefox can’t establish a connection to the server at …”"
+_FETCH_JS = ("the page's JavaScript gets “TypeError: NetworkError when attempting to fetch "
+             "resource.”")
+#: (page step kind, reason) -> Firefox's way of saying it. Chromium's words are in the checks.
+FIREFOX_DIFFERENCES: dict[tuple[str, str], BrowserDifference] = {
+    ("socket", "cert-authority"): BrowserDifference(
+        f"close code 1015 (Chromium: 1006); {_NO_SOCKET}; the reason is the network error "
+        "SEC_ERROR_UNKNOWN_ISSUER", "SEC_ERROR_UNKNOWN_ISSUER", 1015),
+    ("socket", "cert-name"): BrowserDifference(
+        f"close code 1015 (Chromium: 1006); {_NO_SOCKET}; the reason is the network error "
+        "SSL_ERROR_BAD_CERT_DOMAIN", "SSL_ERROR_BAD_CERT_DOMAIN", 1015),
+    ("socket", "tls-handshake"): BrowserDifference(
+        f"{_NO_SOCKET}; the network error is NS_ERROR_NET_RESET when the server hangs up on the "
+        "TLS hello, SSL_ERROR_RX_RECORD_TOO_LONG when it answers in plain HTTP",
+        "NS_ERROR_NET_RESET|SSL_ERROR_RX_RECORD_TOO_LONG", 1006),
+    ("socket", "mixed-content"): BrowserDifference(
+        "`new WebSocket` throws “SecurityError: The operation is insecure.” and Firefox logs no "
+        "error-level console line about it", "SecurityError: The operation is insecure."),
+    ("socket", "origin-rejected"): BrowserDifference(
+        f"{_NO_SOCKET}; the network error NS_ERROR_WEBSOCKET_CONNECTION_REFUSED does not name "
+        "the status: only its network log shows the server's refusal",
+        "NS_ERROR_WEBSOCKET_CONNECTION_REFUSED", 1006),
+    ("socket", "http-error"): BrowserDifference(
+        f"{_NO_SOCKET}; the network error is NS_ERROR_WEBSOCKET_CONNECTION_REFUSED, whatever the "
+        "status", "NS_ERROR_WEBSOCKET_CONNECTION_REFUSED", 1006),
+    ("fetch", "mixed-content"): BrowserDifference(
+        "the console says “Blocked loading mixed active content …”",
+        "Blocked loading mixed active content"),
+    ("fetch", "cors"): BrowserDifference(
+        "the console says “Cross-Origin Request Blocked: The Same Origin Policy disallows "
+        "reading the remote resource at … (Reason: …)”",
+        "Cross-Origin Request Blocked"),
+    ("fetch", "cors-credentials"): BrowserDifference(
+        "the console says “Cross-Origin Request Blocked … (Reason: Credential is not supported "
+        "if the CORS header ‘Access-Control-Allow-Origin’ is ‘*’)”",
+        "Credential is not supported"),
+    ("fetch", "cors-preflight"): BrowserDifference(
+        "the console says “Cross-Origin Request Blocked …” for the preflight and then “(Reason: "
+        "CORS request did not succeed)” for the request it never sent",
+        "CORS request did not succeed"),
+    ("fetch", "too-many-redirects"): BrowserDifference(
+        "the network error is NS_ERROR_REDIRECT_LOOP", "NS_ERROR_REDIRECT_LOOP"),
+}
+
+
+def firefox_difference(kind: str, reason: str) -> BrowserDifference | None:
+    return FIREFOX_DIFFERENCES.get((kind, reason))
 
 
 def _allow(rule: str, detail: str) -> Prediction:
