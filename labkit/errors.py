@@ -158,6 +158,39 @@ class BrowserStartError(LabError):
                 f"Run `labkit doctor`; without a display the browser must be headless.")
 
 
+class BrowserDriverError(LabError):
+    """Playwright's browser driver (a Node.js program inside the playwright package) died before
+    any browser was launched: the browser is not the problem."""
+
+    def __init__(self, error: str, diagnosis: str) -> None:
+        super().__init__(error, diagnosis)
+        self.error, self.diagnosis = error, diagnosis
+
+    def __str__(self) -> str:
+        hint = ""
+        if "libatomic" in self.diagnosis:
+            from .system import install_command
+
+            hint = f" Install the missing library:  {install_command(['libatomic'])}"
+        return (f"Playwright's browser driver could not start, so no browser was launched: "
+                f"{self.diagnosis}.{hint}")
+
+
+class FirefoxProtocolError(LabError):
+    """Firefox refused a WebDriver BiDi command labkit needs: the installed Firefox and labkit
+    disagree."""
+
+    def __init__(self, version: str, method: str, error: str, minimum: int) -> None:
+        super().__init__(version, method, error, minimum)
+        self.version, self.method, self.error, self.minimum = version, method, error, minimum
+
+    def __str__(self) -> str:
+        return (f"Firefox {self.version} does not understand the WebDriver BiDi command "
+                f"'{self.method}' ({self.error[:200]}): labkit drives Firefox {self.minimum} or "
+                f"newer (tested with ESR 153). Update Firefox, or set LABKIT_FIREFOX to a newer "
+                f"one; `labkit doctor` shows which one labkit found.")
+
+
 class VisitInterruptedError(LabError):
     def __init__(self, url: str) -> None:
         super().__init__(url)

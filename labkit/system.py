@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 #: Debian package for each piece, and whether the lab can run without it (outside CI).
 DEBIAN_PACKAGES = {"chromium": "chromium", "certutil": "libnss3-tools", "nginx": "nginx",
-                   "npm": "npm", "Xvfb": "xvfb", "firefox": "firefox-esr"}
+                   "npm": "npm", "Xvfb": "xvfb", "firefox": "firefox-esr",
+                   # Playwright's bundled Node.js needs it; a minimal Debian lacks it.
+                   "libatomic": "libatomic1"}
 BROWSER_NAMES = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
 
 
@@ -72,6 +74,12 @@ def find_firefox() -> str | None:
     return None
 
 
+def chromium_uses_nss() -> bool:
+    """Chromium reads an NSS store (``~/.pki/nssdb``) only on Linux; on macOS and Windows it asks
+    the operating system's store, which labkit never touches."""
+    return sys.platform.startswith("linux")
+
+
 def find_certutil() -> str | None:
     return shutil.which("certutil")
 
@@ -122,7 +130,8 @@ def install_command(missing: list[str]) -> str:
         return " && ".join(parts)
     if shutil.which("dnf"):
         names = {"chromium": "chromium", "certutil": "nss-tools", "nginx": "nginx",
-                 "npm": "npm", "Xvfb": "xorg-x11-server-Xvfb", "firefox": "firefox"}
+                 "npm": "npm", "Xvfb": "xorg-x11-server-Xvfb", "firefox": "firefox",
+                 "libatomic": "libatomic"}
         return "sudo dnf install -y " + " ".join(names[m] for m in missing)
     return ("install " + ", ".join(missing) + " with your system's package manager, or set "
             "LABKIT_BROWSER to the path of a Chromium or Chrome binary")

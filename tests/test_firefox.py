@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from labkit import Lab, LabError, explain, runtime
+from labkit import FirefoxProtocolError, Lab, LabError, explain, runtime
 from labkit.model import scenarios
 from labkit.notebook.runner import run_scenario
-from labkit.observe.firefox import Firefox, FirefoxProtocolError, _stop_leftover
+from labkit.observe.firefox import Firefox, stop_leftover
 from labkit.observe.observation import classify
 
 pytestmark = pytest.mark.firefox
@@ -181,7 +181,7 @@ def test_a_dead_labkits_firefox_is_stopped_through_its_pid_file(tmp_path: Path) 
     sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
         (tmp_path / "firefox.pid").write_text(str(sleeper.pid))
-        _stop_leftover(tmp_path)  # not a firefox: the number was reused; left alone (the twin)
+        stop_leftover(tmp_path)  # not a firefox: the number was reused; left alone (the twin)
         assert sleeper.poll() is None
     finally:
         sleeper.kill()
@@ -190,7 +190,7 @@ def test_a_dead_labkits_firefox_is_stopped_through_its_pid_file(tmp_path: Path) 
     f.start()
     try:
         pid = f._proc.pid  # type: ignore[union-attr]
-        _stop_leftover(Path(f._home or ""))
+        stop_leftover(Path(f._home or ""))
         deadline = time.monotonic() + 5
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)

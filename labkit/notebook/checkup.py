@@ -5,6 +5,7 @@ One line per piece, with the exact fix.
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.metadata as md
 import os
 import platform
@@ -14,6 +15,11 @@ import subprocess
 from dataclasses import dataclass
 
 from .. import runtime, system
+from ..errors import LabError
+from ..observe import Driver, make_browser
+from ..observe.firefox import PREFIX as FIREFOX_PREFIX
+from ..observe.firefox import stop_leftover as stop_firefox_leftover
+from ..serve import tempdirs
 from ..serve.pki import LabPKI, default_home
 
 PACKAGES = ("aiohttp", "websockets", "trustme", "playwright", "python-socketio", "jupyterlab",
@@ -49,19 +55,7 @@ def checks() -> list[Check]:
         except md.PackageNotFoundError:
             out.append(Check(pkg, False, "not installed",
                              "make lab (or pip install -e '.[lab,test]')"))
-    browser = system.find_browser()
-    if browser:
-        out.append(Check("browser", True, f"{browser} — {_version([browser, '--version'])}"))
-    else:
-        out.append(Check("browser", False, "no Chromium or Chrome found",
-                         system.install_command(["chromium"])))
-    certutil = shutil.which("certutil")
-    out.append(Check(
-        "trust", bool(certutil),
-        "lab CA in a throwaway NSS db (certutil): every certificate lesson is exact" if certutil
-        else "certutil missing: falls back to trusting the lab leaf's key (SPKI); the wrong-name "
-             "lesson cannot fail as it should",
-        system.install_command(["certutil"])))
+    out += _browser_checks()
     nginx = shutil.which("nginx")
     out.append(Check("nginx", bool(nginx), _version([nginx, "-v"]) if nginx else "not found",
                      system.install_command(["nginx"])))
@@ -76,13 +70,68 @@ def checks() -> list[Check]:
     return out
 
 
+#: Lessons whose failure needs the browser to check the certificate's *name* against a CA it
+#: trusts: trusting the lab's keys instead (SPKI) accepts a lab key under any name.
+NAME_LESSONS = ("wss-name-mismatch", "wss-wildcard-depth")
+
+
+def _launch(kind: str) -> tuple[Driver | None, str]:
+    """Start the browser once (and its driver), as a visit would, then stop it: a browser that
+    is installed but cannot start is not ok. Returns the stopped browser and the error, if any."""
+    b = make_browser(kind)
+    try:
+        b.start()
+    except LabError as e:
+        return None, str(e)
+    except Exception as e:  # anything else the launch raised: say it, do not hide it
+        return None, f"{type(e).__name__}: {e}"
+    finally:
+        b.stop()
+    return b, ""
+
+
+def lessons_line(kind: str, trust: str) -> str:
+    """Which lessons that browser shows exactly with that trust (pure)."""
+    if trust == "nss":
+        return "every certificate lesson is exact (the lab CA is in a throwaway NSS store)"
+    if trust == "spki":
+        return ("trusts the lab's keys (SPKI), not its CA: " + ", ".join(NAME_LESSONS)
+                + " will not fail as they should. Use Firefox (its profile keeps its own trust "
+                "store on every OS) or the container (README)")
+    return "cannot trust the lab CA without certutil"
+
+
+def _browser_checks() -> list[Check]:
+    out = []
+    found = (("chromium", "Chromium", system.find_browser()),
+             ("firefox", "Firefox", system.find_firefox()))
+    # Both start at once: each spends most of its launch waiting for its own processes.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        launched = {kind: pool.submit(_launch, kind) for kind, _, path in found if path}
+    for kind, label, path in found:
+        name = "browser" if kind == "chromium" else "firefox"
+        if path is None:
+            out.append(Check(name, False, f"no {label} found", system.install_command([kind])))
+            continue
+        b, error = launched[kind].result()
+        if b is None:
+            out.append(Check(name, False, f"{path} did not start: {error}",
+                             "fix what the message says, then run `labkit doctor` again"))
+            continue
+        out.append(Check(name, True, f"{label} {b.version} started ({path}); "
+                         + lessons_line(kind, b.trust)))
+    return out
+
+
 def _leftovers_check() -> Check:
     """An nginx whose labkit was killed keeps its ports: find it by its pid file and stop it."""
     from ..serve.nginx import stop_leftovers
 
     n = stop_leftovers()
-    return Check("leftovers", True, f"stopped {n} nginx left running by a killed labkit" if n
-                 else "no nginx left running by an earlier labkit")
+    f = tempdirs.sweep(FIREFOX_PREFIX, before_removing=stop_firefox_leftover)
+    left = [f"{n} nginx"] * bool(n) + [f"{f} Firefox"] * bool(f)
+    return Check("leftovers", True, f"stopped {' and '.join(left)} left running by a killed "
+                 "labkit" if left else "no nginx or Firefox left running by an earlier labkit")
 
 
 def _port_check() -> Check:
@@ -126,5 +175,5 @@ def report() -> str:
 def ok(items: list[Check]) -> bool:
     required = {"python", "browser", "ports", "lab CA", *PACKAGES}
     if system.in_ci() or os.environ.get("LABKIT_STRICT"):
-        required |= {"trust", "nginx"}
+        required |= {"nginx", "firefox"}
     return all(c.ok for c in items if c.name in required)

@@ -30,7 +30,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .. import runtime, system
-from ..errors import BrowserMissingError, BrowserStartError, VisitInterruptedError
+from ..errors import (
+    BrowserDriverError,
+    BrowserMissingError,
+    BrowserStartError,
+    LabError,
+    VisitInterruptedError,
+)
 from ..serve import tempdirs
 from ..serve.apps.store import Store
 from ..serve.pki import LabPKI
@@ -107,7 +113,10 @@ class Browser(Driver):
             args.append("--auto-open-devtools-for-tabs")
         self.trust = await self._setup_trust(Path(self._home), args)
         env = dict(os.environ, HOME=self._home)
-        self._pw = await async_playwright().start()
+        try:
+            self._pw = await async_playwright().start()
+        except Exception as e:
+            raise BrowserDriverError(str(e), await _driver_diagnosis()) from None
         try:
             self._browser = await self._pw.chromium.launch(
                 executable_path=executable, headless=self.headless, args=args, env=env,
@@ -126,7 +135,7 @@ class Browser(Driver):
         self.pki.refresh()
         self._trusted_ca = self.pki.ca_digest()
         tool = system.find_certutil()
-        if tool:
+        if tool and system.chromium_uses_nss():
             db = home / ".pki" / "nssdb"
             db.mkdir(parents=True)
             await certutil(tool, db, "-N", "--empty-password")
@@ -134,9 +143,14 @@ class Browser(Driver):
                             "-i", str(self.pki.ca_pem))
             return "nss"
         # Fallback: trust the lab leaves' keys. Weaker: a lab key under a wrong name is accepted.
-        log.warning("certutil not found: trusting lab certificates by key (SPKI); the wrong-name "
-                    "lesson cannot fail as it should. Install: %s",
-                    system.install_command(["certutil"]))
+        if system.chromium_uses_nss():
+            log.warning("certutil not found: trusting lab certificates by key (SPKI); the "
+                        "wrong-name lesson cannot fail as it should. Install: %s",
+                        system.install_command(["certutil"]))
+        else:
+            log.warning("Chromium ignores NSS on this system: trusting lab certificates by key "
+                        "(SPKI); the wrong-name lesson cannot fail as it should. Firefox keeps "
+                        "its own store: labkit.run(name, browser='firefox') shows it exactly")
         hashes = [spki_hash(self.pki.cert(k).cert.read_bytes()) for k in ("lab", "wrong-name")]
         args.append("--ignore-certificate-errors-spki-list=" + ",".join(hashes))
         return "spki"
@@ -237,6 +251,8 @@ class Browser(Driver):
         """:meth:`visit`, awaitable from any loop."""
         try:
             return await self._observe(url, **kw)
+        except LabError:  # already says what went wrong (a browser or driver that cannot start)
+            raise
         except Exception as e:
             if self.running:
                 raise
@@ -344,6 +360,26 @@ class Browser(Driver):
 
 
 VIEWPORT = {"width": 680, "height": 420}
+
+
+async def _driver_diagnosis() -> str:
+    """Why Playwright's driver (its own Node.js) died at start: run that Node alone and keep the
+    first line it complains with (``libatomic.so.1: cannot open shared object file`` on a
+    minimal Debian)."""
+    try:
+        from playwright._impl._driver import compute_driver_executable
+
+        node, _ = compute_driver_executable()
+        proc = await asyncio.create_subprocess_exec(
+            node, "--version", stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    except Exception as e:  # the diagnosis must never hide the first error
+        return f"{type(e).__name__}: {e}"
+    if proc.returncode == 0:
+        return f"its Node.js ({node}) runs ({out.decode().strip()}); see the error above"
+    lines = err.decode(errors="replace").strip().splitlines()
+    return f"{node} exits with {proc.returncode}: " + (lines[0] if lines else "no message")
 
 
 async def _run_page(context: Any, url: str, timeout: float) -> dict[str, Step]:

@@ -42,7 +42,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import runtime, system
-from ..errors import BrowserMissingError, BrowserStartError, LabError, VisitInterruptedError
+from ..errors import (
+    BrowserMissingError,
+    BrowserStartError,
+    FirefoxProtocolError,
+    LabError,
+    VisitInterruptedError,
+)
 from ..serve import tempdirs
 from ..serve.apps.store import Store
 from ..serve.pki import LabPKI
@@ -90,20 +96,6 @@ _EVENTS = ["browsingContext.contextCreated", "log.entryAdded", "network.beforeRe
 _LISTENING = re.compile(rb"WebDriver BiDi listening on (ws://\S+)")
 _VERSION = re.compile(r"(\d+)\.")
 _JS_ERROR = re.compile(r"^(?:Uncaught )?([A-Z]\w*Error|Error): (.*)$", re.S)
-
-
-class FirefoxProtocolError(LabError):
-    """Firefox refused a BiDi command labkit needs: the installed Firefox and labkit disagree."""
-
-    def __init__(self, version: str, method: str, error: str) -> None:
-        super().__init__(version, method, error)
-        self.version, self.method, self.error = version, method, error
-
-    def __str__(self) -> str:
-        return (f"Firefox {self.version} does not understand the WebDriver BiDi command "
-                f"'{self.method}' ({self.error[:200]}): labkit drives Firefox {MIN_VERSION} or "
-                f"newer (tested with ESR 153). Update Firefox, or set LABKIT_FIREFOX to a newer "
-                f"one; `labkit doctor` shows which one labkit found.")
 
 
 class _Visit:
@@ -169,7 +161,7 @@ def find_firefox() -> str | None:
     return system.find_firefox()
 
 
-def _stop_leftover(folder: Path) -> None:
+def stop_leftover(folder: Path) -> None:
     """A dead labkit's Firefox (if its parent-death signal could not reach it): stop its group."""
     try:
         pid = int((folder / "firefox.pid").read_text())
@@ -224,7 +216,8 @@ class Firefox(Driver):
             self._pending.pop(i, None)
         if msg.get("type") == "error":
             if msg.get("error") in ("unknown command", "unknown method", "unsupported operation"):
-                raise FirefoxProtocolError(self.version or "?", method, msg.get("message", ""))
+                raise FirefoxProtocolError(self.version or "?", method, msg.get("message", ""),
+                                           MIN_VERSION)
             raise RuntimeError(f"{method}: {msg.get('error')}: {msg.get('message', '')}")
         return msg.get("result", {})
 
@@ -261,7 +254,7 @@ class Firefox(Driver):
         executable = self.executable or find_firefox()
         if executable is None:
             raise BrowserMissingError("firefox")
-        self._home = tempdirs.make(PREFIX, before_removing=_stop_leftover)
+        self._home = tempdirs.make(PREFIX, before_removing=stop_leftover)
         profile = Path(self._home) / "profile"
         profile.mkdir()
         (profile / "user.js").write_text("".join(
