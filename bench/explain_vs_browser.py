@@ -9,6 +9,7 @@ any exception labkit raised for a configuration its validator accepted. Runs in 
 LABKIT_HOME. Exits 1 if anything disagreed or crashed.
 
     .venv/bin/python bench/explain_vs_browser.py [--n 150] [--seed 1] [--json FILE] [--shapes wild]
+                                                 [--browser chromium|firefox]
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def _where(tb: traceback.StackSummary) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--browser", choices=["chromium", "firefox"], default="chromium",
+                        help="which browser looks (default: %(default)s)")
     parser.add_argument("--n", type=int, default=150, help="distinct configurations to run")
     parser.add_argument("--seed", type=int, default=1, help="hypothesis seed of the sample")
     parser.add_argument("--json", type=Path, help="write the summary and disagreements here")
@@ -117,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
 
     from labkit import LabError, PortInUseError, system
     from labkit.notebook import runner
-    from labkit.observe.browser import Browser
+    from labkit.observe import make_browser
 
-    if system.find_browser() is None:
-        print(f"no Chromium found; install it with: {system.install_command(['chromium'])}",
-              file=sys.stderr)
+    found = system.find_firefox() if args.browser == "firefox" else system.find_browser()
+    if found is None:
+        print(f"no {args.browser} found; install it with: "
+              f"{system.install_command([args.browser])}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     shapes = tuple(args.shapes.split(",")) if args.shapes else None
@@ -139,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     disagreements: list[tuple[Any, Any]] = []
     errors: list[dict[str, Any]] = []
-    browser = Browser().start()
-    version = browser.version
+    browser = make_browser(args.browser).start()
+    version = f"{browser.label} {browser.version}"
     try:
         for i, cfg in enumerate(sample, 1):
             key = cfg.key()

@@ -415,7 +415,10 @@ class Lab:
                     ) -> tuple[str, dict[str, Any]]:
         url = self.page_url(service, path)
         ports = {i.port: i.name for i in self.services}
-        return url, {"ports": ports, "seen": self.store,
+        # The names the page may reach: a browser that cannot map a whole domain to loopback
+        # (Firefox) is told each one.
+        hosts = sorted({s.host.lower() for s in self.topology.services})
+        return url, {"ports": ports, "seen": self.store, "hosts": hosts,
                      "before": [self.page_url(b) for b in before]}
 
     def page_url(self, service: str, path: str = "/") -> str:

@@ -53,6 +53,29 @@ def test_explain_agrees_with_the_browser(cfg: Config, browser: Any) -> None:
     assert agreement.ok, "explain and the browser disagree\n" + configs.describe(cfg, agreement)
 
 
+#: Firefox visits run one at a time (HSTS is browser-wide there): a smaller sample in every run;
+#: bench/explain_vs_browser.py --browser firefox runs a bigger one.
+FIREFOX_EXAMPLES = int(os.environ.get("LABKIT_EXPLAIN_FIREFOX_EXAMPLES", "12"))
+_DONE_FIREFOX: dict[str, Any] = {}
+
+
+@pytest.mark.firefox
+@pytest.mark.timeout(max(600, 20 * FIREFOX_EXAMPLES))
+@settings(max_examples=FIREFOX_EXAMPLES, derandomize=True, database=None, deadline=None,
+          suppress_health_check=_NO_SLOW, phases=[Phase.explicit, Phase.generate])
+@given(cfg=configs.configs())
+def test_explain_agrees_with_firefox(cfg: Config, firefox: Any) -> None:
+    """The same model, the other browser: the rules explain follows are the specs', not one
+    browser's habits."""
+    key = cfg.key()
+    agreement = _DONE_FIREFOX.get(key)
+    if agreement is not None and agreement.ok:
+        reject()
+    if agreement is None:
+        agreement = _DONE_FIREFOX[key] = _check(cfg, firefox)
+    assert agreement.ok, "explain and Firefox disagree\n" + configs.describe(cfg, agreement)
+
+
 def test_strategy_draws_many_distinct_accepted_configs() -> None:
     """Pure and quick: the strategy reaches well over a hundred distinct configurations the
     validator accepts, rejects under half of its draws, and the validator never crashes."""

@@ -270,6 +270,7 @@ class Browser(Driver):
         screenshot: bool = True,
         context_setup: Any = None,
         before: Iterable[str] = (),
+        hosts: Iterable[str] = (),  # noqa: ARG002 - the resolver rules map every lab name
     ) -> Observation:
         """Load ``url`` in a fresh context, wait for the page to finish its steps, report.
 

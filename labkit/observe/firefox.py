@@ -9,7 +9,9 @@ Why this route (each point verified against Debian's Firefox ESR 153, see BROWSE
 - Firefox keeps its trust store in the profile (NSS, on every OS): the lab CA goes into a
   throwaway profile with certutil, so an unknown issuer and a wrong name fail exactly as they
   would for a participant. The real trust store is never touched.
-- Every name resolves to loopback (``network.dns.forceResolve``): nothing edits /etc/hosts.
+- Lab names resolve to loopback through ``network.dns.localDomains``, set before each visit to
+  the names of that lab (it takes exact names only; ``network.dns.forceResolve`` would also turn
+  ``[::1]`` into 127.0.0.1). Nothing edits /etc/hosts.
 - One browser reused; a fresh *user context* per visit (its own cookies and storage). Firefox
   shares HSTS between user contexts (verified: hsts-ws then https-redirect failed), so visits
   run one at a time and each starts with HSTS forgotten, through Firefox's own site security
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import itertools
 import json
 import logging
@@ -40,6 +43,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import runtime, system
 from ..errors import (
@@ -49,6 +53,7 @@ from ..errors import (
     LabError,
     VisitInterruptedError,
 )
+from ..model.deployment import LAB_NAMES, WRONG_NAMES
 from ..serve import tempdirs
 from ..serve.apps.store import Store
 from ..serve.pki import LabPKI
@@ -71,7 +76,7 @@ PREFIX = "labkit-firefox-"
 
 #: A quiet, closed-network profile. HTTPS-First would rewrite the lab's http:// lessons.
 PREFS: dict[str, Any] = {
-    "network.dns.forceResolve": "127.0.0.1",
+    "network.dns.localDomains": "",
     "dom.security.https_first": False,
     "dom.security.https_first_pbm": False,
     "dom.security.https_only_mode": False,
@@ -401,19 +406,27 @@ class Firefox(Driver):
     async def _forget_hsts(self) -> None:
         """HSTS learnt by an earlier visit must not upgrade this one (Firefox keeps it across
         user contexts): clear Firefox's site security state."""
+        await self._privileged("Cc['@mozilla.org/ssservice;1']"
+                               ".getService(Ci.nsISiteSecurityService).clearAll(); true")
+
+    async def _privileged(self, expression: str) -> None:
         r = await self._cmd("script.evaluate", target={"context": self._chrome},
-                            awaitPromise=False, expression=(
-                                "Cc['@mozilla.org/ssservice;1']"
-                                ".getService(Ci.nsISiteSecurityService).clearAll(); true"))
+                            awaitPromise=False, expression=expression)
         if r.get("type") != "success":
-            raise RuntimeError("could not clear Firefox's HSTS state: "
+            raise RuntimeError(f"Firefox refused {expression[:60]}…: "
                                + str(r.get("exceptionDetails", {}).get("text", "")))
 
-    async def _observe(self, url: str, **kw: Any) -> Observation:
-        # One visit at a time: HSTS is browser-wide in Firefox (see the module's docstring).
+    async def _observe(self, url: str, *, hosts: Iterable[str] = (), **kw: Any) -> Observation:
+        # One visit at a time: HSTS and the name list are browser-wide in Firefox (see the
+        # module's docstring).
         async with self._one_visit:
             await self._restart_if_ca_changed()
             await self._forget_hsts()
+            names = sorted({*lab_names(), *(h for h in hosts if _is_name(h))}
+                           | {urlsplit(u).hostname or "" for u in (url, *kw.get("before", ()))
+                              if _is_name(urlsplit(u).hostname or "")})
+            await self._privileged("Services.prefs.setStringPref('network.dns.localDomains', "
+                                   + json.dumps(",".join(names)) + "); true")
             return await self._observe_one(url, **kw)
 
     async def _observe_one(self, url: str, *, ports: dict[int, str] | None = None,
@@ -485,6 +498,23 @@ class Firefox(Driver):
             if self.running:
                 raise
             raise VisitInterruptedError(url) from e
+
+
+def lab_names() -> list[str]:
+    """The story's names (the certificate's, without wildcards): always resolvable."""
+    return [n for n in (*LAB_NAMES, *WRONG_NAMES) if _is_name(n)]
+
+
+def _is_name(host: str) -> bool:
+    """A DNS name to map to loopback: not an IP literal, not localhost (Firefox knows it)."""
+    h = host.strip("[]").lower()
+    if not h or "*" in h or h == "localhost" or h.endswith(".localhost"):
+        return False
+    try:
+        ipaddress.ip_address(h)
+    except ValueError:
+        return True
+    return False
 
 
 def _nav_error(message: str, visit: _Visit) -> str:
