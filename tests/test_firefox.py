@@ -310,17 +310,30 @@ def test_firefox_reasons_come_from_its_own_words() -> None:
          "cert-name"),
         (obs(socket_error="SecurityError: The operation is insecure."), "mixed-content"),
         # The preflight's own error comes before the CORS line about the same URL.
-        (obs(console=[ConsoleMessage("error", "Cross-Origin Request Blocked: … at "
+        (obs(console=[ConsoleMessage("error", "Cross-Origin Request Blocked: The Same Origin "
+                                     "Policy disallows reading the remote resource at "
                                      "https://api/x. (Reason: CORS header ‘Access-Control-Allow-"
                                      "Origin’ missing). Status code: 405.", "", 1.0)],
              failed=[FailedRequest("https://api/x", "NS_ERROR_DOM_BAD_URI (OPTIONS, HTTP 405)",
                                    2.0)]), "cors-preflight"),
-        (obs(console=[ConsoleMessage("error", "Cross-Origin Request Blocked: … at https://api/x."
-                                     " (Reason: CORS header ‘Access-Control-Allow-Origin’ "
+        (obs(console=[ConsoleMessage("error", "Cross-Origin Request Blocked: The Same Origin "
+                                     "Policy disallows reading the remote resource at "
+                                     "https://api/x. (Reason: CORS header ‘Access-Control-Allow-Origin’ "
                                      "missing). Status code: 200.", "", 1.0)],
              failed=[FailedRequest("https://api/x", "NS_ERROR_DOM_BAD_URI (HTTP 200)", 2.0)]),
          "cors"),
     ]
+    # A network failure's "did not succeed" line is not CORS: the failure's own error decides.
+    cases.append((obs(console=[ConsoleMessage("error", "Cross-Origin Request Blocked: The Same "
+                                              "Origin Policy disallows reading the remote "
+                                              "resource at https://api/x. (Reason: CORS request "
+                                              "did not succeed). Status code: (null).", "", 1.0)],
+                      failed=[FailedRequest("https://api/x", "SEC_ERROR_UNKNOWN_ISSUER", 2.0)]),
+                  "cert-authority"))
+    # An HTTP error status: Firefox logs no line; the page's step got the status.
+    o404 = obs()
+    o404.steps = {"hello": Step("error", "HTTP 404")}
+    cases.append((o404, "http-error"))
     for o, want in cases:
         assert classify(o).reason == want, (want, o.failed_requests, o.console)
     # The same words from Chromium are not Firefox's: no Firefox rule applies to them.
@@ -337,3 +350,40 @@ def test_runtime_stays_usable_after_a_failed_start(tmp_path: Path) -> None:
 
 async def _ok() -> int:
     return 1
+
+
+def _loopback_upgrade(steps: tuple[str, ...], upgrade: bool) -> object:
+    from labkit import Page, Service, Topology
+
+    return Topology("loopback-upgrade", services=(
+        Service("web", "web", host="127.0.0.1", tls=False, upgrade_insecure=upgrade,
+                page=Page(ws=None, steps=steps)),
+        Service("api", "api", host="127.0.0.1", tls=False),
+        Service("chat", "chat", host="127.0.0.1", tls=False, origins=("web",)),
+    ))
+
+
+@pytest.mark.parametrize("steps", [("hello",), ("bearer",)])
+def test_firefox_skips_cors_on_loopback_with_upgrade_insecure(steps, firefox,  # type: ignore[no-untyped-def]
+                                                              browser) -> None:
+    """Observed on Firefox ESR 153: an http page on 127.0.0.1 that sets upgrade-insecure-requests
+    reads another loopback port's http answer with no CORS header and no preflight; Chromium
+    blocks it. explain names the difference, and predicts each browser."""
+    from labkit.notebook.runner import check
+
+    topo = _loopback_upgrade(steps, True)
+    ff = check(topo, browser=firefox)
+    ch = check(topo, browser=browser)
+    assert ff.ok and ch.ok, (ff.problems, ch.problems)
+    assert ff.verdict.outcome == "allowed" and ch.verdict.outcome == "blocked"
+    assert not [d for d in ff.observation.seen if d["method"] == "OPTIONS"]
+    e = explain(topo)
+    assert e.firefox == ("allowed", None) and "in Firefox: allowed" in str(e)
+
+
+def test_twin_without_upgrade_insecure_firefox_checks_cors(firefox) -> None:  # type: ignore[no-untyped-def]
+    from labkit.notebook.runner import check
+
+    a = check(_loopback_upgrade(("hello",), False), browser=firefox)
+    assert a.ok and str(a.verdict) == "blocked (cors)"
+    assert explain(_loopback_upgrade(("hello",), False)).firefox is None

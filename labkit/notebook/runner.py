@@ -353,7 +353,8 @@ async def acheck(topology: Any, visit: str = "web", before: Sequence[str] = (),
     context), then start it and observe it in the real browser; report whether they agree."""
     from ..model.explain import explain
 
-    expl = explain(topology, visit=visit, before=tuple(before))
+    expl = explain(topology, visit=visit, before=tuple(before),
+                   browser=browser.name if browser is not None else "chromium")
     owned = browser is None
     browser = browser or Browser()
     lab = Lab(topology, browser=browser)

@@ -71,14 +71,17 @@ def scenario(name: str) -> Scenario:
 
 
 def explain(what: str | Scenario | Topology | Lab, *, visit: str | None = None,
-            before: tuple[str, ...] | None = None) -> Explanation:
+            before: tuple[str, ...] | None = None, browser: str = "chromium") -> Explanation:
     """What the browser will do, and why, from the rules alone: for a scenario (or its name), a
     topology you built (``visit``: whose page the browser opens, default ``web``; ``before``:
-    pages opened first in the same browser, e.g. a victim logging in), or a lab (real ports)."""
+    pages opened first in the same browser, e.g. a victim logging in), or a lab (real ports).
+    ``browser``: "chromium" (Firefox's differences named in the text) or "firefox"."""
+    browser = check_name(browser)
     if isinstance(what, Lab):
         deployment = what.deployment if what.running else None
-        return _explain(what.topology, visit=visit, before=before, deployment=deployment)
-    return _explain(what, visit=visit, before=before)
+        return _explain(what.topology, visit=visit, before=before, deployment=deployment,
+                        browser=browser)
+    return _explain(what, visit=visit, before=before, browser=browser)
 
 
 def diagram(what: str | Scenario | Topology, lab: Lab | None = None,

@@ -279,13 +279,50 @@ _FIREFOX_RULES: tuple[tuple[Reason, re.Pattern[str]], ...] = (
                                     r"supported|expected ‘true’ in CORS header "
                                     r"‘Access-Control-Allow-Credentials’)")),
     # The preflight's own network error (its method is OPTIONS), or the words naming it.
-    ("cors-preflight", re.compile(r"NS_ERROR_DOM_BAD_URI \(OPTIONS|from CORS preflight "
-                                  r"(response|channel)|CORS preflight (response|channel) did not "
-                                  r"succeed|Did not find method in CORS header")),
-    ("cors", re.compile(r"^Cross-Origin Request Blocked")),
-    ("http-error", re.compile(r"^HTTP [45]\d\d$|NS_ERROR_WEBSOCKET_CONNECTION_REFUSED "
+    ("cors-preflight", re.compile(r"\[preflight: |from CORS preflight (response|channel)|"
+                                  r"CORS preflight (response|channel) did not succeed|"
+                                  r"Did not find method in CORS header")),
+    # "CORS request did not succeed" follows a network failure or a failed preflight: it is
+    # never the reason itself (the failure's own words come with it).
+    ("cors", re.compile(r"^Cross-Origin Request Blocked: (?!.*\(Reason: CORS request did not "
+                        r"succeed\))")),
+    ("http-error", re.compile(r"(^|: )HTTP [45]\d\d$|NS_ERROR_WEBSOCKET_CONNECTION_REFUSED "
                               r"\(HTTP (?!403)\d{3}\)")),
 )
+
+
+_CORS_LINE = re.compile(r"^Cross-Origin Request Blocked: .* remote resource at "
+                        r"‘?(?P<url>[^’\s]+?)’?\. \(Reason: .*?\)"
+                        r"(?:\. Status code: (?P<status>\d+|\(null\))\.)?")
+
+
+def _firefox_words(obs: Observation) -> list[str]:
+    """Firefox's console lines and network errors in the order they happened. A CORS line
+    about a request whose *preflight* failed (an OPTIONS to the same URL with the same status)
+    carries that preflight's error: Firefox's words alone do not say it was the preflight.
+    The first failing step's words come first; a page step that got an HTTP error status says
+    so last (Firefox logs no console line for one)."""
+    failed = sorted(obs.failed_requests, key=lambda r: r.at)
+    used: set[int] = set()
+    out: list[tuple[float, str]] = []
+    for m in obs.console:
+        text = m.text
+        c = _CORS_LINE.match(text)
+        if c:
+            status = c.group("status")
+            want = f"HTTP {status}" if status and status[0].isdigit() else None
+            for i, r in enumerate(failed):
+                if i not in used and r.url == c.group("url") and "(OPTIONS" in r.failure \
+                        and (want in r.failure if want else "HTTP" not in r.failure):
+                    used.add(i)
+                    text += f" [preflight: {r.failure}]"
+                    break
+        out.append((m.at, text))
+    out += [(r.at, f"{r.failure} at {r.url}") for i, r in enumerate(failed) if i not in used]
+    words = [t for _, t in sorted(out, key=lambda x: x[0])]
+    words += [f"{k}: {v.detail}" for k, v in obs.steps.items()
+              if v.state == "error" and re.fullmatch(r"HTTP [45]\d\d", v.detail)]
+    return words
 
 
 def rules_for(browser: str) -> tuple[tuple[Reason, re.Pattern[str]], ...]:
@@ -299,18 +336,7 @@ def _evidence(obs: Observation) -> list[str]:
     if obs.status is not None and obs.status >= 400:
         texts.append(f"HTTP {obs.status}")  # the page itself was an error answer
     if obs.browser == "firefox":
-        # Firefox keeps certificate, TLS and handshake reasons in the network error; its
-        # console then says only that a request "did not succeed". Both in the order they
-        # happened: the first failing step's words come first.
-        # A console line about a URL comes after that URL's network errors (Firefox logs the
-        # CORS line before the preflight's own error event).
-        failed = sorted(obs.failed_requests, key=lambda r: r.at)
-        for m in sorted(obs.console, key=lambda m: m.at):
-            for r in [r for r in failed if r.at <= m.at or r.url in m.text]:
-                texts.append(f"{r.failure} at {r.url}")
-                failed.remove(r)
-            texts.append(m.text)
-        texts += [f"{r.failure} at {r.url}" for r in failed]
+        texts += _firefox_words(obs)
     else:
         texts += [m.text for m in obs.console]
     texts += [f"{e.name}: {e.message}" for e in obs.page_errors]
