@@ -73,6 +73,12 @@ def test_a_triage_answer_is_checked_strictly() -> None:
         assert not right and "not " + wrong in text
     with pytest.raises(GuessError):
         judge_answer(card, "Mixed Content")  # a cause's name, exactly
+    idle = Card(10, "WebSocket is already in CLOSING or CLOSED state.",
+                "script: blocked — connection closed (code 1006) after 2 s of silence",
+                "idle-timeout", "idle-timeout")
+    assert judge_answer(idle, "idle-timeout")[0]
+    right, text = judge_answer(idle, "origin-rejected")  # 1006 alone is not the answer
+    assert not right and "what the page saw" in text
 
 
 @pytest.mark.browser
@@ -82,7 +88,38 @@ def test_the_drill_deals_real_messages_and_each_card_has_one_right_cause() -> No
     drill = labkit.triage()
     assert len(drill.cards) == len(DECK)
     for card, (_, cause) in zip(drill.cards, DECK, strict=True):
-        assert card.console != "(no console line)" and "<" in card.console  # ports as names
+        if cause == "idle-timeout":
+            # Chromium prints nothing when a proxy drops an open socket; its only line comes
+            # when the page then sends on it. The page itself saw 1006 after its silence.
+            assert card.console == "WebSocket is already in CLOSING or CLOSED state."
+            assert "connection closed (code 1006) after " in card.page_saw, card.page_saw
+        else:
+            assert card.console != "(no console line)" and "<" in card.console  # ports as names
         for other in CAUSES:
             assert ("RIGHT" in drill.answer(card.number, other)) == (other == cause)
     assert drill.score == f"{len(DECK)} of {len(DECK)} cards named"
+
+
+@pytest.mark.browser
+def test_the_idle_card_is_the_timeout_and_not_the_page() -> None:
+    """The twin of the idle-timeout card: the same page, the same silence, through a load
+    balancer whose idle timeout is longer than the silence — the socket stays up and the
+    message after it is delivered."""
+    from dataclasses import replace
+
+    from labkit.notebook.exercises import QUIET_SECONDS
+    from labkit.notebook.runner import run_scenario
+    from labkit.notebook.session import shared_browser
+    from labkit.notebook.triage import IDLE_TIMEOUT, idle_scenario
+
+    assert IDLE_TIMEOUT < QUIET_SECONDS
+    cut = run_scenario(idle_scenario(), shared_browser())
+    assert cut.ok and cut.verdict.outcome == "blocked", cut
+    assert [s.close_code for s in cut.observation.sockets] == [1006]
+    sc = idle_scenario()
+    patient = replace(sc, expected="allowed", topology=replace(sc.topology, services=tuple(
+        replace(s, idle_timeout=QUIET_SECONDS + 5) if s.name == "lb-ws" else s
+        for s in sc.topology.services)))
+    kept = run_scenario(patient, shared_browser())
+    assert kept.ok, kept
+    assert kept.observation.steps["script"].detail.startswith("still open after ")

@@ -7,6 +7,7 @@ notebook's sight, and ``check_reference()`` proves it passes without printing it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -298,45 +299,200 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in (
 # -- exercises on the real artefact: the nginx.conf labkit generated -----------------------------
 #: Fixed ports (below Linux's ephemeral range): the config a participant edits names them.
 _NGINX_PORTS = {"web": 31301, "api": 31302, "chat": 31303, "proxy": 31304}
-#: What each exercise breaks in the generated config: the lines it removes.
+#: What each exercise breaks in the generated config: the lines it removes...
 _NGINX_BUGS = {
     "nginx-upgrade": ("proxy_set_header Upgrade", "proxy_set_header Connection"),
     "nginx-forwarded-proto": ("proxy_set_header X-Forwarded-Proto",),
 }
+#: ... or the line it rewrites (old, new). nginx closes a proxied socket when nothing was read
+#: for proxy_read_timeout; the generated config waits an hour on /ws.
+_NGINX_REWRITES = {
+    "nginx-read-timeout": ("proxy_read_timeout 1h;", "proxy_read_timeout 2s;"),
+}
+#: The chat server's keepalive: websockets pings every 20 s by default (chat.py keeps it), and
+#: each ping is a read for nginx. A read timeout longer than that never fires on a live socket.
+CHAT_PING_INTERVAL = 20.0
+#: How long the page's socket stays silent in the read-timeout check: longer than the broken
+#: 2 s, well inside the browser's 10 s for a page.
+QUIET_SECONDS = 3.0
+
+#: A user who reads and does not type: the page opens the chat socket, joins, stays silent for
+#: QUIET_MS, then sends a message (on a dropped socket the message is lost, and Chromium's console
+#: says so). Run by the page's ``script`` step; it reports what the page itself could tell.
+QUIET_SOCKET = """const url = cfg.ws.startsWith("/")
+  ? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${cfg.ws}` : cfg.ws;
+const ws = new WebSocket(url);
+const closed = new Promise((ok) => ws.addEventListener("close", ok));
+await new Promise((ok, fail) => {
+  ws.addEventListener("open", ok);
+  ws.addEventListener("error", () => fail(new Error("the chat socket did not open")));
+});
+const next = () => new Promise((ok) => ws.addEventListener(
+  "message", (e) => ok(JSON.parse(e.data)), { once: true }));
+const history = next();
+ws.send(JSON.stringify({ type: "join", room: cfg.room }));
+await history;
+const t0 = performance.now();
+const cut = await Promise.race([closed, new Promise((ok) => setTimeout(ok, QUIET_MS, null))]);
+// Whole seconds: the same words on every run.
+const quiet = Math.round((performance.now() - t0) / 1000);
+const echo = next();
+ws.send(JSON.stringify({ type: "say", text: cfg.message }));
+if (cut) {
+  return { state: "blocked", detail: `connection closed (code ${cut.code}) after ${quiet} s ` +
+    "of silence; the next message was lost" };
+}
+const m = await Promise.race([echo, new Promise((ok) => setTimeout(ok, 2000, null))]);
+return m && m.type === "message"
+  ? { state: "ok", detail: `still open after ${quiet} s of silence; message #${m.seq} delivered` }
+  : { state: "error", detail: `no answer to a message after ${quiet} s of silence` };
+""".replace("QUIET_MS", f"{QUIET_SECONDS * 1000:.0f}")
 
 
-def _nginx_topology(name: str) -> Topology:
+def _nginx_topology(name: str, page: Page | None = None) -> Topology:
     """The one-origin deployment through real nginx; the API forces https (so it must be told
     the browser's scheme), and the chat checks Origin against the proxy's origin."""
     return Topology(name, services=(
         Service("web", "web", tls=False), Service("api", "api", tls=False, https_only=True),
         Service("chat", "chat", tls=False, origins=("proxy",)),
         Service("proxy", "nginx", host="app.lab.test", routes=STORY_ROUTES)),
-        page=Page(api=None, ws=None, same_origin=True, credentials="same-origin"),
+        page=page or Page(api=None, ws=None, same_origin=True, credentials="same-origin"),
     ).with_ports(_NGINX_PORTS)
+
+
+# -- reading an nginx.conf: just enough to find the read timeout of the chat's location ---------
+_Stmt = tuple[list[str], list[Any] | None]  # (the directive's words, its block's statements)
+_TOKEN = re.compile(r"""\s+|#[^\n]*|"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'"""
+                    r"""|([{};])|([^\s{};"'#]+)""")
+#: nginx's time units (ngx_parse_time), in seconds; a bare number is seconds.
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400,
+          "M": 30 * 86400, "y": 365 * 86400}
+_TIME = re.compile(r"(\d+)(ms|[smhdwMy])?")
+#: nginx's own default for proxy_read_timeout.
+NGINX_DEFAULT_READ_TIMEOUT = 60.0
+
+
+def _parse_nginx(text: str) -> list[_Stmt]:
+    """The statements of an nginx config, blocks nested (comments dropped, quotes removed)."""
+    stack: list[list[_Stmt]] = [[]]
+    words: list[str] = []
+    for m in _TOKEN.finditer(text):
+        quoted = m.group(1) if m.group(1) is not None else m.group(2)
+        if quoted is not None or m.group(4) is not None:
+            words.append(quoted if quoted is not None else m.group(4))
+        elif m.group(3) == ";":
+            stack[-1].append((words, None))
+            words = []
+        elif m.group(3) == "{":
+            block: list[_Stmt] = []
+            stack[-1].append((words, block))
+            stack.append(block)
+            words = []
+        elif m.group(3) == "}" and len(stack) > 1:
+            stack.pop()
+    return stack[0]
+
+
+def nginx_seconds(value: str) -> float | None:
+    """An nginx time ("2s", "1h", "1m30s", "500ms", "90") in seconds; None if nginx would not
+    read it either."""
+    v = value.replace(" ", "")
+    if not v or _TIME.sub("", v):
+        return None
+    return sum(int(n) * _UNITS[u or "s"] for n, u in _TIME.findall(v))
+
+
+def chat_read_timeouts(config: str, chat_port: int) -> list[tuple[str, str]]:
+    """(location, proxy_read_timeout) for each location that proxies to the chat server at
+    ``chat_port`` — directly or through an upstream block — with the value it inherits when it
+    sets none (location, then enclosing blocks, then nginx's default of 60 s)."""
+    tree = _parse_nginx(config)
+    targets = {f"127.0.0.1:{chat_port}", f"localhost:{chat_port}"}
+
+    def walk(stmts: list[_Stmt], inherited: str, where: str, out: list[tuple[str, str]]) -> None:
+        own = [w[1] for w, b in stmts if b is None and w[:1] == ["proxy_read_timeout"]
+               and len(w) > 1]
+        here = own[-1] if own else inherited
+        for w, b in stmts:
+            if b is None and w[:1] == ["proxy_pass"] and len(w) > 1:
+                host = re.sub(r"^\w+://", "", w[1]).split("/", 1)[0]
+                if host in targets:
+                    out.append((where, here))
+            elif b is not None:
+                if w[:1] == ["upstream"] and len(w) > 1:
+                    if any(sw[:1] == ["server"] and len(sw) > 1 and sw[1] in targets
+                           for sw, sb in b if sb is None):
+                        targets.add(w[1])
+                    continue
+                walk(b, here, " ".join(w) if w[:1] == ["location"] else where, out)
+
+    # Upstream blocks come first in the file as labkit writes it; a second pass catches any
+    # written after the servers that use them.
+    found: list[tuple[str, str]] = []
+    for _ in range(2):
+        found = []
+        walk(tree, f"{NGINX_DEFAULT_READ_TIMEOUT:g}s", "server", found)
+    return found
+
+
+def _keeps_quiet_sockets(config: str) -> str | None:
+    """Why ``config`` still cuts a quiet chat socket that the chat server keeps alive, or None.
+    Read from the text: the browser check waits QUIET_SECONDS, not the 20 s between pings."""
+    found = chat_read_timeouts(config, _NGINX_PORTS["chat"])
+    if not found:
+        return (f"no location of your config proxies to the chat server "
+                f"(127.0.0.1:{_NGINX_PORTS['chat']})")
+    for where, value in found:
+        secs = nginx_seconds(value)
+        if secs is None:
+            return f"proxy_read_timeout {value!r} in {where} is not an nginx time"
+        if secs <= CHAT_PING_INTERVAL:
+            return (f"proxy_read_timeout {value} in {where} is not longer than the "
+                    f"{CHAT_PING_INTERVAL:g} s between the chat server's pings: nginx can still "
+                    f"close a quiet socket after {secs:g} s (read from your config: the browser "
+                    f"stayed quiet for {QUIET_SECONDS:g} s only)")
+    return None
 
 
 @dataclass
 class NginxExercise:
-    """Edit the nginx.conf labkit generated (a line is missing), run it in the real browser."""
+    """Edit the nginx.conf labkit generated (a line is missing or wrong), run it in the real
+    browser."""
 
     name: str
     task: str
     hints: list[str]
+    #: The page's steps that decide (it runs the story's steps, then these if not among them):
+    #: for the read timeout, a socket that then stays quiet (``script``: :data:`QUIET_SOCKET`).
+    steps: tuple[str, ...] = ("hello", "login", "socket", "chat")
+    script: str | None = None
+    #: A rule read from the config text, for what the browser cannot wait for: why the config
+    #: still fails (None: it does not).
+    rule: Callable[[str], str | None] | None = field(default=None, repr=False)
     _texts: tuple[str, str] | None = field(default=None, repr=False)
     _hinted: int = field(default=0, repr=False)
 
+    def _topology(self) -> Topology:
+        story = Page().steps
+        return _nginx_topology(self.name, Page(
+            api=None, ws=None, same_origin=True, credentials="same-origin",
+            steps=story + tuple(s for s in self.steps if s not in story), script=self.script))
+
     def _generate(self) -> tuple[str, str]:
         """(broken, working): the generated config, read from a real nginx run, and the same
-        with the bug's lines removed."""
+        with the bug's lines removed or rewritten."""
         if self._texts is None:
             from ..lab import Lab
 
-            with Lab(_nginx_topology(self.name)) as lab:
+            with Lab(self._topology()) as lab:
                 working = lab.nginx_config("proxy", editable=True)
-            gone = _NGINX_BUGS[self.name]
+            gone = _NGINX_BUGS.get(self.name, ())
             broken = "\n".join(ln for ln in working.splitlines()
-                               if not ln.strip().startswith(gone)) + "\n"
+                               if not (gone and ln.strip().startswith(gone))) + "\n"
+            if self.name in _NGINX_REWRITES:
+                old, new = _NGINX_REWRITES[self.name]
+                assert broken.count(old) == 1, f"the generated config has no single {old!r}"
+                broken = broken.replace(old, new)
             self._texts = (broken, working)
         return self._texts
 
@@ -359,20 +515,26 @@ class NginxExercise:
 
     def check(self, config: str | Path) -> Check:
         """Run nginx with your config (the text, or the file you edited) in front of the
-        backends and judge the page in Chromium."""
+        backends and judge the page in Chromium; then the exercise's rule on the text, if any."""
         from .runner import run_scenario
         from .session import shared_browser
 
         if isinstance(config, Path):
             config = config.read_text()
         _setting("config", config, str, "the file you edited (a Path) or its text")
-        sc = _expect(self.name, _nginx_topology(self.name), "allowed", None,
-                     ("hello", "login", "socket", "chat"), visit="proxy")
+        sc = _expect(self.name, self._topology(), "allowed", None, self.steps, visit="proxy")
         r = run_scenario(sc, shared_browser(), nginx_configs={"proxy": config})
-        if r.ok:
-            return Check(True, f"{r.name}: {r.verdict}", [r])
-        return Check(False, f"{r.name}: the browser showed {r.verdict} "
-                            f"({'; '.join(r.problems)})", [r])
+        if not r.ok:
+            # No browser rule to name (a socket dropped by the proxy): say what the page saw.
+            saw = "" if r.verdict.reason else "".join(
+                f"; {n}: {st.detail}" for n, st in r.observation.steps.items()
+                if n in self.steps and st.state != "ok")
+            return Check(False, f"{r.name}: the browser showed {r.verdict} "
+                                f"({'; '.join(r.problems)}{saw})", [r])
+        why = self.rule(config) if self.rule is not None else None
+        if why is not None:
+            return Check(False, f"{r.name}: the browser showed {r.verdict}, but {why}", [r])
+        return Check(True, f"{r.name}: {r.verdict}", [r])
 
     def hint(self) -> str:
         """The next hint (call again for more)."""
@@ -382,7 +544,7 @@ class NginxExercise:
         """The lines the working config has and this one lacks (not the whole file)."""
         broken, working = self._generate()
         missing = [ln for ln in working.splitlines() if ln not in broken.splitlines()]
-        return "Reference solution: put back\n" + "\n".join(missing)
+        return "Reference solution: the generated config has\n" + "\n".join(missing)
 
     def check_reference(self) -> str:
         v = self.check(self._generate()[1])
@@ -404,6 +566,21 @@ NGINX_EXERCISES: dict[str, NginxExercise] = {e.name: e for e in (
                    "Behind nginx the API only ever sees plain http. Who can tell it the "
                    "browser used https?",
                    "nginx's $scheme is the browser's side of the connection."]),
+    NginxExercise("nginx-read-timeout", "The chat works, until a user stops typing: then "
+                  "their socket dies. Fix the config so that a quiet socket stays open for as "
+                  "long as the chat server keeps it alive (it pings every "
+                  f"{CHAT_PING_INTERVAL:g} s). The check keeps the page's socket quiet for "
+                  f"{QUIET_SECONDS:g} s, then sends a message.",
+                  ["The page saw close code 1006 and the console said nothing about why: who "
+                   "closed the connection without a closing handshake?",
+                   "nginx closes a proxied connection when it has read nothing from the "
+                   "upstream for proxy_read_timeout (nginx's default is 60 s).",
+                   f"Each of the chat server's pings (every {CHAT_PING_INTERVAL:g} s) restarts "
+                   "nginx's timer, and so does any message from the page: the timeout must be "
+                   "longer than the longest silence between them. A page that sent a message "
+                   "every half second would survive 2 s too, but here you fix the proxy."],
+                  steps=("hello", "login", "socket", "chat", "script"), script=QUIET_SOCKET,
+                  rule=_keeps_quiet_sockets),
 )}
 
 

@@ -4,6 +4,8 @@ Each card is a real run of a catalogue scenario in this machine's Chromium: the 
 browser printed (what a developer sees in DevTools) and what the page's own JavaScript was told
 (usually far less: ``TypeError: Failed to fetch``, a ``SecurityError``, a close event). The
 participant names the cause; the answer is checked against the scenario's known cause, strictly.
+One card is not in the catalogue: a load balancer that drops a quiet chat socket, run the same
+way — Chromium prints nothing when that happens, only when the page then sends on the dead socket.
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import GuessError
+from ..model.routing import Route
+from ..model.scenarios import Scenario
+from ..model.topology import Page, Service, Topology
+from ..observe.observation import normalize_text
+from .exercises import QUIET_SECONDS, QUIET_SOCKET
 from .runner import Result
 
 #: Causes a participant may name, each with the words a hint gives.
@@ -22,6 +29,8 @@ CAUSES: dict[str, str] = {
     "cert-authority": "the certificate comes from a CA the browser does not trust",
     "cert-name": "the certificate does not name the host",
     "origin-rejected": "the WebSocket server refused the page's Origin (403, or socket.io's 400)",
+    "idle-timeout": "a proxy or load balancer dropped a socket that was quiet for longer than "
+                    "its timeout: no close frame, so the page sees 1006",
 }
 
 #: (scenario, the cause) in the order the cards are dealt: no two neighbours share a family.
@@ -35,7 +44,37 @@ DECK: tuple[tuple[str, str], ...] = (
     ("cors-credentials-wildcard", "cors-credentials"),
     ("socketio-websocket-only", "origin-rejected"),
     ("mixed-content-api", "mixed-content"),
+    ("idle-timeout", "idle-timeout"),
 )
+#: The load balancer's idle timeout on the card: shorter than the page's silence
+#: (exercises.QUIET_SECONDS), at least the 1 s labkit allows.
+IDLE_TIMEOUT = 2.0
+
+
+def idle_scenario() -> Scenario:
+    """The page opens the chat socket through a load balancer (labkit's proxy; it drops a
+    socket that carried nothing for ``IDLE_TIMEOUT`` s, as cloud load balancers do: no close
+    frame), stays quiet for longer, then sends. RFC 6455 §7.1.5: closed without a Close frame,
+    the close code is 1006."""
+    services = (
+        Service("web", "web", host="app.lab.test"),
+        Service("chat", "chat", tls=False),
+        Service("lb-ws", "proxy", host="ws.lab.test", cert="own",
+                routes=(Route("/", "chat", websocket=True),), idle_timeout=IDLE_TIMEOUT),
+    )
+    topo = Topology("idle-timeout", services,
+                    Page(api=None, ws="lb-ws", steps=("script",), script=QUIET_SOCKET),
+                    title="a load balancer in front of the chat server")
+    return Scenario(
+        "idle-timeout", topo, "blocked", None,
+        "RFC 6455 §7.1.5: a connection closed without a Close frame reports code 1006",
+        f"The load balancer drops a socket that carried nothing for {IDLE_TIMEOUT:g} s; the "
+        f"page stayed quiet for {QUIET_SECONDS:g} s. Nobody sent a Close frame: 1006.",
+        decisive=("script",))
+
+
+#: Cards whose run is not a catalogue scenario.
+_OWN = {"idle-timeout": idle_scenario}
 
 
 @dataclass
@@ -53,9 +92,12 @@ class Card:
 
 
 def card_from(number: int, result: Result, cause: str) -> Card:
-    """A card from a real run: the deciding console line and the page's own step detail."""
+    """A card from a real run: the deciding console line and the page's own step detail.
+    Where no browser rule decided (a dropped socket), the console's first error, if any."""
     obs = result.observation
-    console = result.verdict.evidence or "(no console line)"
+    errors = [normalize_text(m.text, obs.ports) for m in obs.console if m.type == "error"]
+    console = (result.verdict.evidence if result.verdict.reason else
+               errors[0] if errors else "") or "(no console line)"
     decisive = [s for s in result.scenario.decisive if s in obs.steps] or list(obs.steps)
     saw = "; ".join(f"{s}: {obs.steps[s].state} — {obs.normalized()['steps'][s]['detail']}"
                     for s in decisive[:1])
@@ -68,6 +110,9 @@ def judge_answer(card: Card, answer: object) -> tuple[bool, str]:
         raise GuessError(f"{answer!r} is not a cause. Causes: {', '.join(CAUSES)}.")
     if answer == card.cause:
         return True, f"card {card.number}: RIGHT — {CAUSES[answer]} ({card.scenario})"
+    if card.cause == "idle-timeout":  # no browser rule, so no console line names one
+        return False, (f"card {card.number}: not {answer} — look again at what the page saw "
+                       f"(hint: which close code, after how long?)")
     return False, (f"card {card.number}: not {answer} — look again at the console line "
                    f"(hint: which words name the rule?)")
 
@@ -105,8 +150,10 @@ def triage() -> Drill:
     from .session import shared_browser
 
     browser = shared_browser()
-    return Drill([card_from(i, run_scenario(name, browser), cause)
+    return Drill([card_from(i, run_scenario(_OWN[name]() if name in _OWN else name, browser),
+                            cause)
                   for i, (name, cause) in enumerate(DECK, 1)])
 
 
-__all__ = ["CAUSES", "DECK", "Card", "Drill", "card_from", "judge_answer", "triage"]
+__all__ = ["CAUSES", "DECK", "Card", "Drill", "card_from", "idle_scenario", "judge_answer",
+           "triage"]
