@@ -26,7 +26,7 @@ STEP_LABELS = {
     "chat": "send a chat message",
     "steal": "read the chat history (attacker)",
     "sio": "socket.io: connect and chat",
-    "script": "your script",
+    "script": "the page's script",
 }
 
 _CSS = """
