@@ -147,3 +147,18 @@ def test_a_page_visited_first_that_fails_leaves_no_session(browser: Any) -> None
     a = check(bad, "evil", ("web",), browser=browser)
     assert a.ok, a.problems
     assert a.observation.before == [{}] and a.explanation.session is None
+
+
+@pytest.mark.browser
+def test_a_tls_redirect_listener_is_certificate_checked_first(browser) -> None:  # type: ignore[no-untyped-def]
+    """Found by bench/explain_vs_browser.py (seed 2026): a TLS redirect listener on 127.0.0.1 with
+    a *.lab.test certificate fails the navigation on its own name, before any redirect."""
+
+    topo = Topology("tls-redirect-wrong-name", services=(
+        Service("web", "web", host="127.0.0.1", page=Page(ws=None, steps=("hello",))),
+        Service("api", "api", host="127.0.0.1"),
+        Service("redirect", "redirect", host="127.0.0.1", cert="wildcard", target="web"),
+    ))
+    a = check(topo, visit="redirect", browser=browser)
+    assert a.ok, a.problems
+    assert str(a.verdict) == "blocked (cert-name)"

@@ -318,8 +318,9 @@ def test_firefox_reasons_come_from_its_own_words() -> None:
                                    2.0)]), "cors-preflight"),
         (obs(console=[ConsoleMessage("error", "Cross-Origin Request Blocked: The Same Origin "
                                      "Policy disallows reading the remote resource at "
-                                     "https://api/x. (Reason: CORS header ‘Access-Control-Allow-Origin’ "
-                                     "missing). Status code: 200.", "", 1.0)],
+                                     "https://api/x. (Reason: CORS header "
+                                     "‘Access-Control-Allow-Origin’ missing). Status code: "
+                                     "200.", "", 1.0)],
              failed=[FailedRequest("https://api/x", "NS_ERROR_DOM_BAD_URI (HTTP 200)", 2.0)]),
          "cors"),
     ]

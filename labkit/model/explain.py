@@ -311,6 +311,11 @@ class _Walk:
             if tls is not None and not tls.ok:
                 return _upgrade(start), None, tls
             page_origin, landing = _upgrade(start), visited
+        elif urlsplit(start).scheme == "https" and landing != visited:
+            # A TLS redirect listener shakes hands before it can say where to go.
+            tls = _tls(d, visited, start + "/")
+            if tls is not None and not tls.ok:
+                return start, None, tls
         tls = _tls(d, landing, page_origin + "/")
         if tls is not None and not tls.ok:
             return page_origin, None, tls
