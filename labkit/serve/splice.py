@@ -236,14 +236,12 @@ async def splice_websocket(request: web.Request, *, upstream: str, name: str, ho
                            track: Callable[[Splice | None, Splice], Any],
                            refuse: Callable[[int, str], web.StreamResponse]) -> web.StreamResponse:
     """Relay the WebSocket of ``request`` to ``upstream`` (an http(s) origin) for its life."""
-    up = urlsplit(upstream)
-    tls = up.scheme == "https"
-    addr = "::1" if up.hostname == "::1" else "127.0.0.1"  # backends are on loopback
+    addr, port, sni = backend_endpoint(upstream)
     loop = asyncio.get_running_loop()
     try:
         transport, upstream_proto = await asyncio.wait_for(loop.create_connection(
-            _Upstream, addr, up.port or (443 if tls else 80), ssl=upstream_ssl if tls else None,
-            server_hostname=up.hostname if tls else None), connect_timeout)
+            _Upstream, addr, port, ssl=upstream_ssl if sni else None, server_hostname=sni),
+            connect_timeout)
     except (OSError, asyncio.TimeoutError) as e:
         return refuse(502, f"502 Bad Gateway: the {name} server is not answering "
                            f"({type(e).__name__})")
@@ -293,7 +291,24 @@ def _handshake(request: web.Request, proto: str | None, host: str, target: str) 
     # not its message size, and the proxy's message limit could not be enforced.
     ws = [(k, v) for k, v in request.headers.items()
           if k.lower().startswith("sec-websocket-") and k.lower() != "sec-websocket-extensions"]
-    # Header values travel as the bytes the browser sent (aiohttp decoded them as UTF-8).
-    return h11.Request(method="GET", target=target.encode(), headers=[
-        (k.encode("latin-1"), v.encode("utf-8", "surrogateescape"))
-        for k, v in [*headers, ("Upgrade", "websocket"), ("Connection", "Upgrade"), *ws]])
+    return h11.Request(method="GET", target=target.encode(), headers=wire_headers(
+        [*headers, ("Upgrade", "websocket"), ("Connection", "Upgrade"), *ws]))
+
+
+def wire_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Headers back to the bytes the browser sent. aiohttp decodes a field as UTF-8 with
+    ``surrogateescape``, so a byte that is not UTF-8 (obs-text, RFC 9110 §5.5: a Latin-1 ``é``
+    sent as one byte) is a lone surrogate, and only ``surrogateescape`` restores it — encoding
+    with plain UTF-8 (as aiohttp's own writers do) fails on it or drops it."""
+    return [(k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+            for k, v in headers]
+
+
+def backend_endpoint(upstream: str) -> tuple[str, int, str | None]:
+    """Where to connect for ``upstream`` (an http(s) origin): the loopback address, the port,
+    and the TLS server name (None for plain http). Backends are always on loopback; the name
+    stays the one the certificate is checked against."""
+    up = urlsplit(upstream)
+    tls = up.scheme == "https"
+    addr = "::1" if up.hostname == "::1" else "127.0.0.1"
+    return addr, up.port or (443 if tls else 80), (up.hostname if tls else None)
