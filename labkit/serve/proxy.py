@@ -9,6 +9,7 @@ Limits (all per proxy, see :class:`ProxyConfig`):
   (1 MiB; larger: the browser side is closed with 1009);
 - headers: aiohttp's defaults (8190 bytes per line/field; larger: 400);
 - upstream connect timeout ``connect_timeout`` (5 s), HTTP answer timeout ``read_timeout`` (60 s);
+  a backend's answer head up to 64 KiB (larger, or malformed: 502);
 - ``idle_timeout``: None for the reverse proxy; a load balancer drops a WebSocket that carried no
   frame (pings count) for that long, as cloud load balancers do (60 s by default there).
 It proxies only to declared upstreams: unknown paths get 404, other Host names 421, absolute-form
