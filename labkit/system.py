@@ -17,6 +17,7 @@ from dataclasses import dataclass
 #: Debian package for each piece, and whether the lab can run without it (outside CI).
 DEBIAN_PACKAGES = {"chromium": "chromium", "certutil": "libnss3-tools", "nginx": "nginx",
                    "npm": "npm", "Xvfb": "xvfb", "firefox": "firefox-esr",
+                   "headless-shell": "chromium-headless-shell",
                    # Playwright's bundled Node.js needs it; a minimal Debian lacks it.
                    "libatomic": "libatomic1"}
 BROWSER_NAMES = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
@@ -41,11 +42,25 @@ def _is_snap_shim(path: str) -> bool:
     return head.startswith(b"#!") and b"snap" in head
 
 
-def find_browser() -> str | None:
-    """``$LABKIT_BROWSER``, else a system Chromium/Chrome that is not a snap shim."""
+#: Debian's package ``chromium-headless-shell``: the same Chromium build without the browser UI.
+#: Full Chromium in headless mode still makes a window per fresh context, and each window
+#: preloads its omnibox popup in a renderer of its own: about half of every visit's CPU
+#: (bench/tour.py). Playwright's own headless default is the shell too.
+HEADLESS_SHELL = "/usr/lib/chromium/chromium-headless-shell"
+
+
+def find_headless_shell() -> str | None:
+    return HEADLESS_SHELL if os.path.exists(HEADLESS_SHELL) else None
+
+
+def find_browser(headless: bool = False) -> str | None:
+    """``$LABKIT_BROWSER``, else (headless) Chromium's headless shell where installed, else a
+    system Chromium/Chrome that is not a snap shim."""
     env = os.environ.get("LABKIT_BROWSER")
     if env:
         return env if os.path.exists(env) else None
+    if headless and find_headless_shell():
+        return HEADLESS_SHELL
     for name in BROWSER_NAMES:
         path = shutil.which(name)
         if path and not _is_snap_shim(path):
@@ -90,8 +105,15 @@ def in_ci() -> bool:
 
 def pieces() -> list[Piece]:
     ci = in_ci()
+    shell = [
+        # Debian only, and optional: headless visits fall back to full Chromium, at about
+        # twice the CPU (the shell is a Debian package of the same Chromium build).
+        Piece("headless-shell", find_headless_shell(), False,
+              "a lighter Chromium for headless visits: the tour takes about half the CPU"),
+    ] if is_debian() else []
     return [
         Piece("chromium", find_browser(), True, "the lab's claims are checked in a real browser"),
+        *shell,
         Piece("firefox", find_firefox(), ci,
               "the second browser: every scenario in Firefox too, side by side with Chromium"),
         Piece("certutil", find_certutil(), ci,

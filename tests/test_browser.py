@@ -8,6 +8,7 @@ The session's one Chromium (the ``browser`` fixture) is shared; each visit gets 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -423,3 +424,39 @@ def test_chromium_dies_with_a_killed_labkit() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.parametrize("omnibox_off", [True, False])
+def test_full_chromium_preloads_no_omnibox_popup(omnibox_off: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Full Chromium (headed-capable, the live mode's) opens a window per fresh context and
+    preloads its omnibox popup in a renderer of its own, unless labkit's one --disable-features
+    list turns it off; that list also keeps Playwright's defaults (HttpsUpgrades among them).
+    The twin (the flag without the omnibox features) shows the popup page appear."""
+    from labkit import runtime, system
+    from labkit.observe import browser as browser_mod
+
+    full = next((p for p in (shutil.which(n) for n in system.BROWSER_NAMES) if p), None)
+    assert full is not None
+    if not omnibox_off:
+        monkeypatch.setattr(browser_mod, "FLAGS", tuple(
+            f.replace(",WebUIOmniboxPopup,WebUIOmniboxAimPopup", "") for f in browser_mod.FLAGS))
+    assert any("HttpsUpgrades" in f for f in browser_mod.FLAGS)
+    b = browser_mod.Browser(executable=full).start()
+    try:
+        b.visit("data:text/html,<p>hi</p>", screenshot=False, timeout=5)
+
+        @runtime.on_loop
+        async def targets() -> list[str]:
+            await asyncio.sleep(0.5)
+            cdp = await b._browser.new_browser_cdp_session()
+            try:
+                infos = (await cdp.send("Target.getTargets"))["targetInfos"]
+            finally:
+                await cdp.detach()
+            return [t["url"] for t in infos]
+
+        urls = runtime.run(targets())
+        popups = [u for u in urls if "omnibox" in u]
+        assert (popups == []) == omnibox_off, urls
+    finally:
+        b.stop()

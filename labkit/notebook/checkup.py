@@ -103,7 +103,7 @@ def lessons_line(kind: str, trust: str) -> str:
 
 def _browser_checks() -> list[Check]:
     out = []
-    found = (("chromium", "Chromium", system.find_browser()),
+    found = (("chromium", "Chromium", system.find_browser(headless=True)),
              ("firefox", "Firefox", system.find_firefox()))
     # Both start at once: each spends most of its launch waiting for its own processes.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:

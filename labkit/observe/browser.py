@@ -63,10 +63,19 @@ FLAGS = (
     # Lab names, and the cross-site attacker's evil-lab.test, at loopback: no /etc/hosts edit.
     "--host-resolver-rules=MAP *.lab.test 127.0.0.1, MAP evil-lab.test 127.0.0.1, "
     "MAP *.evil-lab.test 127.0.0.1",
-    # Chromium keeps a spare renderer warm for the next navigation, but only for the context it
-    # was made in; every visit here is a fresh context, so each spare was started and thrown
-    # away (about 10% of the tour's CPU, bench/tour.py). labkit warms its own spare context.
-    "--disable-features=SpareRendererForSitePerProcess",
+    # Chromium honours only the *last* --disable-features: this one list keeps Playwright's own
+    # (copied from Playwright 1.65's defaults; a test checks they reach the renderers) and adds
+    # labkit's. SpareRendererForSitePerProcess: a spare renderer is warmed for the context it was
+    # made in, and every visit is a fresh context (labkit warms its own spare context instead).
+    # WebUIOmniboxPopup, WebUIOmniboxAimPopup: full Chromium preloads its omnibox popup pages in
+    # a renderer per window, about half of a visit's CPU (bench/tour.py).
+    "--disable-features=" + ",".join((
+        "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+        "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
+        "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect",
+        "TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled",
+        "PreconnectToSearch", "SpareRendererForSitePerProcess", "WebUIOmniboxPopup",
+        "WebUIOmniboxAimPopup")),
 )
 
 def spki_hash(cert_pem: bytes) -> str:
@@ -106,7 +115,7 @@ class Browser(Driver):
     async def _launch(self) -> None:
         from playwright.async_api import async_playwright
 
-        executable = self.executable or system.find_browser()
+        executable = self.executable or system.find_browser(headless=self.headless)
         self._home = tempdirs.make("labkit-browser-")
         args = list(FLAGS)
         if self.devtools:
