@@ -29,7 +29,7 @@ import pytest
 from labkit import Browser, Lab, Page, Service, Topology, runtime
 from labkit.model import scenarios
 from labkit.notebook import runner
-from labkit.observe.browser import _certutil
+from labkit.observe.driver import certutil as _certutil
 from labkit.serve.apps.store import SESSION_COOKIE, Store
 
 NO_PAGE = Page(api=None, ws=None, steps=())
