@@ -29,6 +29,7 @@ import pytest
 from labkit import Browser, Lab, Page, Service, Topology, runtime
 from labkit.model import scenarios
 from labkit.notebook import runner
+from labkit.observe.driver import Driver
 from labkit.observe.driver import certutil as _certutil
 from labkit.serve.apps.store import SESSION_COOKIE, Store
 
@@ -302,7 +303,7 @@ def _sync_twins(cls: type) -> list[tuple[str, str]]:
             and inspect.iscoroutinefunction(getattr(cls, "a" + name, None))]
 
 
-@pytest.mark.parametrize("cls", [Lab, Browser])
+@pytest.mark.parametrize("cls", [Lab, Driver])
 def test_every_sync_method_only_runs_its_async_twin(cls: type) -> None:
     twins = _sync_twins(cls)
     assert {"start", "stop"} <= {s for s, _ in twins}
