@@ -135,6 +135,42 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def user_namespaces() -> bool:
+    """Whether this process may create the namespaces Chromium's Linux sandbox needs (user, pid,
+    net). Docker's default seccomp profile forbids them to an unprivileged process; podman's
+    allows them. Debian ships no setuid helper by default, and that helper needs the same
+    namespaces, so this is the whole question."""
+    unshare = shutil.which("unshare")
+    if unshare is None or platform.system() != "Linux":
+        return True  # cannot tell here: let Chromium try
+    try:
+        return subprocess.run([unshare, "--user", "--map-root-user", "--pid", "--net", "--fork",
+                               "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def chromium_sandbox() -> tuple[bool, str]:
+    """Whether labkit starts Chromium with its sandbox, and why (``labkit doctor`` shows why).
+
+    ``LABKIT_CHROMIUM_SANDBOX=1`` or ``0`` decides. ``auto`` (the lab's container image sets it)
+    keeps the sandbox wherever user namespaces can be created and turns it off where the
+    container forbids them: there the browser loads only the lab's own loopback pages and the
+    container is the boundary. Unset: on, except as root, where Chromium refuses it."""
+    mode = os.environ.get("LABKIT_CHROMIUM_SANDBOX", "").strip().lower()
+    if mode in ("1", "on", "true", "yes"):
+        return True, "on (LABKIT_CHROMIUM_SANDBOX=1)"
+    if mode in ("0", "off", "false", "no"):
+        return False, "off (LABKIT_CHROMIUM_SANDBOX=0)"
+    if is_root():
+        return False, "off: running as root, where Chromium refuses its sandbox"
+    if mode == "auto" and not user_namespaces():
+        return False, ("off: this container forbids user namespaces (Docker's default seccomp "
+                       "profile); the browser loads only the lab's loopback pages, and the "
+                       "container is the boundary")
+    return True, "on"
+
+
 def install_command(missing: list[str]) -> str:
     """The exact command a participant runs to get the missing pieces on this kind of machine."""
     if is_debian():

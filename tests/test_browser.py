@@ -460,3 +460,13 @@ def test_full_chromium_preloads_no_omnibox_popup(omnibox_off: bool, monkeypatch)
         assert (popups == []) == omnibox_off, urls
     finally:
         b.stop()
+
+
+def test_a_chromium_tour_shares_one_browser(browser, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Chromium runs visits side by side in one process (a context each): no twin is started."""
+    from labkit.notebook.runner import tour
+    from labkit.observe.browser import Browser
+    monkeypatch.setattr(Browser, "twin", lambda self: pytest.fail("a twin for Chromium"))
+    results = tour(["cors-port-mismatch", "cors-allow-origin", "ws-origin-allowlist"],
+                   browser=browser, concurrency=3)
+    assert all(r.ok for r in results)

@@ -146,6 +146,49 @@ def test_tour_both_browsers_from_the_command_line() -> None:
     assert "firefox" in out.stderr and "chromium" in out.stderr  # progress says which
 
 
+
+def test_a_firefox_tour_runs_two_firefox_processes_and_stops_the_second(
+        firefox: Firefox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One Firefox visits one page at a time (HSTS is browser-wide), so a tour with several
+    workers starts a twin (TOUR_LANES), visits in both, and stops the twin at the end."""
+    from labkit.notebook.runner import TOUR_LANES, tour
+    twins: list[Firefox] = []
+    visited_by: list[int] = []
+    make_twin, observe = Firefox.twin, Firefox._observe
+
+    def twin(self: Firefox) -> Firefox:
+        twins.append(make_twin(self))
+        return twins[-1]
+
+    async def counted(self: Firefox, url: str, **kw: object) -> object:
+        visited_by.append(id(self))
+        return await observe(self, url, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Firefox, "twin", twin)
+    monkeypatch.setattr(Firefox, "_observe", counted)
+    chosen = ["cors-port-mismatch", "cors-allow-origin", "ws-origin-allowlist", "wss-trusted"]
+    results = tour(chosen, browser=firefox, concurrency=3)
+    assert [r.ok for r in results] == [True] * 4, [str(r.verdict) for r in results]
+    assert len(twins) == TOUR_LANES - 1 == 1
+    assert {id(firefox), id(twins[0])} == set(visited_by)  # both processes visited
+    assert firefox.running and not twins[0].running  # the caller's stays; the twin is stopped
+    assert all(not r.observation.screenshot for r in results)  # no picture unless one is kept
+
+
+def test_a_firefox_tour_one_at_a_time_starts_no_twin(firefox: Firefox,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from labkit.notebook.runner import tour
+    monkeypatch.setattr(Firefox, "twin", lambda self: pytest.fail("a twin for one worker"))
+    assert tour(["cors-allow-origin"], browser=firefox, concurrency=1)[0].ok
+
+
+def test_a_tour_keeps_a_screenshot_only_when_asked(firefox: Firefox, tmp_path: Path) -> None:
+    from labkit.notebook.runner import tour
+    r, = tour(["cors-allow-origin"], browser=firefox, screenshots=tmp_path)
+    assert r.observation.screenshot.startswith(b"\x89PNG")
+    assert (tmp_path / "cors-allow-origin.png").read_bytes() == r.observation.screenshot
+
+
 # -- nothing left behind ------------------------------------------------------------------------
 def _alive(pid: int) -> bool:
     try:

@@ -120,6 +120,8 @@ def _browser_checks() -> list[Check]:
             continue
         out.append(Check(name, True, f"{label} {b.version} started ({path}); "
                          + lessons_line(kind, b.trust)))
+        if kind == "chromium":
+            out.append(Check("sandbox", True, f"Chromium's sandbox {system.chromium_sandbox()[1]}"))
     return out
 
 

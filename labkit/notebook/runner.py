@@ -121,10 +121,12 @@ async def _python_client(lab: Lab) -> Observation:
 
 @runtime.on_loop
 async def arun_scenario(scenario: Scenario | str, browser: Driver | None = None,
-                        nginx_configs: dict[str, str] | None = None) -> Result:
+                        nginx_configs: dict[str, str] | None = None, *,
+                        screenshot: bool = True) -> Result:
     """Start the scenario's lab, observe it (browser or Python client), judge, stop the lab.
     Runs on labkit's loop, whichever loop awaits it; a lab of the same scenario still running (a
-    learner started it by hand) is stopped first, as a re-run cell's would be."""
+    learner started it by hand) is stopped first, as a re-run cell's would be. ``screenshot``:
+    False skips the picture (no verdict reads it; it is a tenth of a Firefox visit)."""
     sc = get(scenario) if isinstance(scenario, str) else scenario
     owned = browser is None
     browser = browser or Browser()
@@ -134,7 +136,7 @@ async def arun_scenario(scenario: Scenario | str, browser: Driver | None = None,
         if sc.client == "python":
             obs = await _python_client(lab)
         else:
-            obs = await lab.avisit(sc.visit, before=sc.before)
+            obs = await lab.avisit(sc.visit, before=sc.before, screenshot=screenshot)
         return judge(sc, obs, lab.store.counter)
     finally:
         await lab.astop()
@@ -152,6 +154,9 @@ def run_scenario(scenario: Scenario | str, browser: Driver | None = None,
 #: renderer, the servers), so two or three overlap well even on two cores; more only queue for the
 #: CPU (measured in bench/tour.py).
 TOUR_CONCURRENCY = 3
+#: At most this many processes of a browser that visits one page at a time (Firefox: each
+#: costs about 0.5 s to start; bench/tour.py --browser firefox measures the gain).
+TOUR_LANES = 2
 
 
 def tour(
@@ -228,15 +233,20 @@ def side_by_side(tours: dict[str, list[Result]], versions: dict[str, str]) -> st
 async def _atour(chosen: list[Scenario], browser: Driver,
                  progress: Callable[[str], None] | None, screenshots: Path | None,
                  concurrency: int) -> list[Result]:
-    await browser.astart()  # once, before the workers: they would otherwise race to start it
+    workers = min(concurrency, len(chosen)) or 1
+    # A browser that visits one page at a time (Firefox) gets twins, one per worker up to
+    # TOUR_LANES: otherwise the workers only queue behind its one visit.
+    lanes = [browser] + ([browser.twin() for _ in range(min(workers, TOUR_LANES) - 1)]
+                         if browser.visits_at_once == 1 else [])
     results: dict[str, Result] = {}
     queue = list(chosen)
 
-    async def worker() -> None:
+    async def worker(lane: Driver) -> None:
         while queue:
             sc = queue.pop(0)
             t0 = time.perf_counter()
-            r = await arun_scenario(sc, browser)
+            # A picture only where one is kept: it costs Firefox a tenth of a visit.
+            r = await arun_scenario(sc, lane, screenshot=screenshots is not None)
             results[sc.name] = r
             if screenshots is not None and r.observation.screenshot:
                 screenshots.mkdir(parents=True, exist_ok=True)
@@ -246,13 +256,17 @@ async def _atour(chosen: list[Scenario], browser: Driver,
                 progress(f"[{len(results)}/{len(chosen)}] {sc.name:28} {str(r.verdict):30} "
                          f"{mark:8} {time.perf_counter() - t0:.1f}s")
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(chosen)))]
+    tasks: list[asyncio.Future[None]] = []
     try:
+        # Started once, before the workers (they would otherwise race to start one browser).
+        await asyncio.gather(*[b.astart() for b in lanes])
+        tasks = [asyncio.ensure_future(worker(lanes[i % len(lanes)])) for i in range(workers)]
         await asyncio.gather(*tasks)
     finally:  # one worker failed (or Ctrl-C): the others stop and stop their labs too
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*[b.astop() for b in lanes[1:]], return_exceptions=True)
     return [results[sc.name] for sc in chosen]
 
 

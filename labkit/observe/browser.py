@@ -129,8 +129,9 @@ class Browser(Driver):
         try:
             self._browser = await self._pw.chromium.launch(
                 executable_path=executable, headless=self.headless, args=args, env=env,
-                # Root (CI, containers) cannot use Chromium's sandbox; a participant's laptop can.
-                chromium_sandbox=not system.is_root(),
+                # On wherever it can work; off as root, or in a container that forbids user
+                # namespaces (system.chromium_sandbox says which, and doctor shows it).
+                chromium_sandbox=system.chromium_sandbox()[0],
             )
         except Exception as e:
             if executable is None:

@@ -79,6 +79,9 @@ class Driver:
 
     name = "browser"
     label = "Browser"
+    #: How many visits one browser process runs at once (None: as many as asked). Firefox keeps
+    #: HSTS and the name list browser-wide, so it runs one; a tour then starts :meth:`twin`s.
+    visits_at_once: int | None = None
 
     def __init__(self, pki: LabPKI | None = None, *, executable: str | None = None,
                  headless: bool = True, devtools: bool = False) -> None:
@@ -104,6 +107,12 @@ class Driver:
     @property
     def running(self) -> bool:
         raise NotImplementedError
+
+    def twin(self) -> Driver:
+        """Another browser like this one (same CA, binary, mode), not started: a second lane for
+        a browser that visits one page at a time."""
+        return type(self)(self.pki, executable=self.executable, headless=self.headless,
+                          devtools=self.devtools)
 
     # -- the synchronous edge: each runs its async twin on labkit's loop, and nothing more -------
     def start(self) -> Driver:

@@ -201,6 +201,8 @@ class Firefox(Driver):
         self._chrome: str | None = None  # the privileged window, where HSTS is forgotten
         self._one_visit = asyncio.Lock()
 
+    visits_at_once = 1  # see _observe
+
     @property
     def running(self) -> bool:
         return (self._ws is not None and self._proc is not None
