@@ -317,3 +317,40 @@ def test_every_sync_method_only_runs_its_async_twin(cls: type) -> None:
         assert "runtime.run" in called and f"self.{asyn}" in called, (
             f"{cls.__name__}.{sync} must be runtime.run(self.{asyn}(...))")
         assert len(stmts) == 1, f"{cls.__name__}.{sync} carries logic of its own"
+
+
+# -- one rule for a visit that fails, in both browsers (Driver.avisit) ----------------------------
+def _failing_driver(error: Exception, running: bool):  # type: ignore[no-untyped-def]
+    """A Driver whose visit fails as told, with the browser up or gone."""
+    from labkit.observe.driver import Driver
+
+    class Failing(Driver):
+        @property
+        def running(self) -> bool:
+            return running
+
+        async def _observe(self, url: str, **kw: object) -> object:
+            raise error
+
+    return Failing()
+
+
+@pytest.mark.parametrize("error, running, expected", [
+    (ConnectionError("pipe closed"), False, "VisitInterruptedError"),  # the browser went away
+    (ConnectionError("pipe closed"), True, "ConnectionError"),  # up: the real error, unchanged
+    (ValueError("bad timeout"), False, "ValueError"),  # a bad argument stays one
+])
+def test_a_failed_visit_says_the_browser_went_away_only_when_it_did(
+        error: Exception, running: bool, expected: str) -> None:
+    from labkit import runtime
+    with pytest.raises(Exception) as e:
+        runtime.run(_failing_driver(error, running).avisit("https://app.lab.test/"))
+    assert type(e.value).__name__ == expected
+
+
+def test_a_lab_error_from_a_visit_passes_through() -> None:
+    from labkit import runtime
+    from labkit.errors import BrowserStartError
+    err = BrowserStartError("/usr/bin/chromium", "it could not start")
+    with pytest.raises(BrowserStartError):
+        runtime.run(_failing_driver(err, False).avisit("https://app.lab.test/"))

@@ -34,8 +34,6 @@ from ..errors import (
     BrowserDriverError,
     BrowserMissingError,
     BrowserStartError,
-    LabError,
-    VisitInterruptedError,
 )
 from ..serve import tempdirs
 from ..serve.apps.store import Store
@@ -256,19 +254,6 @@ class Browser(Driver):
                                {"sessionId": sid, "message": json.dumps(show)})
         finally:
             await cdp.detach()
-
-    async def avisit(self, url: str, **kw: Any) -> Observation:
-        """:meth:`visit`, awaitable from any loop."""
-        try:
-            return await self._observe(url, **kw)
-        except LabError:  # already says what went wrong (a browser or driver that cannot start)
-            raise
-        except Exception as e:
-            if self.running:
-                raise
-            # The browser went away under the visit (the lab was stopped, the kernel is
-            # shutting down): say so plainly instead of Playwright's protocol error.
-            raise VisitInterruptedError(url) from e
 
     async def _observe(
         self,

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import weakref
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from .. import runtime
+from ..errors import LabError, VisitInterruptedError
 from ..serve.pki import LabPKI
 from .observation import Observation
 
@@ -82,6 +84,8 @@ class Driver:
     #: How many visits one browser process runs at once (None: as many as asked). Firefox keeps
     #: HSTS and the name list browser-wide, so it runs one; a tour then starts :meth:`twin`s.
     visits_at_once: int | None = None
+    #: One visit, in the subclass's own terms (its keywords are the visit's options).
+    _observe: Callable[..., Awaitable[Observation]]
 
     def __init__(self, pki: LabPKI | None = None, *, executable: str | None = None,
                  headless: bool = True, devtools: bool = False) -> None:
@@ -164,7 +168,18 @@ class Driver:
             await self.astart()
 
     async def avisit(self, url: str, **kw: Any) -> Observation:
-        raise NotImplementedError
+        """:meth:`visit`, awaitable from any loop."""
+        try:
+            return await self._observe(url, **kw)
+        except (LabError, ValueError, TypeError):  # already say what went wrong: a browser that
+            raise                                  # cannot start, a bad argument
+        except Exception as e:
+            if self.running:
+                raise
+            # The browser went away under the visit (the lab was stopped, the kernel is
+            # shutting down): say so plainly instead of the driver's protocol error.
+            raise VisitInterruptedError(url) from e
+
 
     async def _launch(self) -> None:
         raise NotImplementedError

@@ -51,7 +51,6 @@ from ..errors import (
     BrowserStartError,
     FirefoxProtocolError,
     LabError,
-    VisitInterruptedError,
 )
 from ..model.deployment import LAB_NAMES, WRONG_NAMES
 from ..serve import tempdirs
@@ -162,10 +161,6 @@ def _failure(error: str, row: dict[str, Any]) -> str:
     return f"{words} ({', '.join(extra)})" if extra else words
 
 
-def find_firefox() -> str | None:
-    return system.find_firefox()
-
-
 def stop_leftover(folder: Path) -> None:
     """A dead labkit's Firefox (if its parent-death signal could not reach it): stop its group."""
     try:
@@ -258,7 +253,7 @@ class Firefox(Driver):
     async def _launch(self) -> None:
         import websockets
 
-        executable = self.executable or find_firefox()
+        executable = self.executable or system.find_firefox()
         if executable is None:
             raise BrowserMissingError("firefox")
         self._home = tempdirs.make(PREFIX, before_removing=stop_leftover)
@@ -491,15 +486,6 @@ class Firefox(Driver):
             await self._cmd("browser.removeUserContext", userContext=uc)
         self._closing.discard(asyncio.current_task())  # type: ignore[arg-type]
 
-    async def avisit(self, url: str, **kw: Any) -> Observation:
-        try:
-            return await self._observe(url, **kw)
-        except (LabError, ValueError, TypeError):
-            raise
-        except Exception as e:
-            if self.running:
-                raise
-            raise VisitInterruptedError(url) from e
 
 
 def lab_names() -> list[str]:
