@@ -91,36 +91,13 @@ def relay_config(echo_port: int) -> Any:
                        upstreams={"echo": f"http://127.0.0.1:{echo_port}"}, hosts=("localhost",))
 
 
-def unlimited_proxy(cfg: Any) -> Any:
-    """labkit's ReverseProxy with the fix this bench suggests: no cap on upstream connections.
-    As shipped, its aiohttp connector keeps the default limit of 100, and a relayed WebSocket
-    holds its upstream connection for life, so the 101st concurrent socket waits for a free slot
-    until ``connect_timeout`` (5 s) and then gets 502."""
-    import aiohttp
-
-    from labkit.serve.clients import LabResolver
-    from labkit.serve.proxy import ReverseProxy
-
-    class Unlimited(ReverseProxy):
-        async def start(self, sock: Any, ssl_context: Any) -> None:
-            await super().start(sock, ssl_context)
-            assert self.session is not None
-            capped, self.session = self.session, aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ssl=self.cfg.upstream_ssl or False,
-                                               resolver=LabResolver()),
-                timeout=self.session.timeout, auto_decompress=False)
-            await capped.close()
-
-    return Unlimited(cfg)
-
-
-async def serve_proxy(echo_port: int, unlimited: bool) -> None:
+async def serve_proxy(echo_port: int) -> None:
     from labkit.lab import bind_loopback
     from labkit.serve.pki import LabPKI
     from labkit.serve.proxy import ReverseProxy
 
     cfg = relay_config(echo_port)
-    proxy = unlimited_proxy(cfg) if unlimited else ReverseProxy(cfg)
+    proxy = ReverseProxy(cfg)
     sock = bind_loopback("localhost", 0, "proxy")  # as a Lab binds it
     port = sock.getsockname()[1]
     await proxy.start(sock, LabPKI().cert("lab").server_context())
@@ -275,12 +252,8 @@ async def measure(args: argparse.Namespace, echo: Child, proxies: dict[str, Chil
                   "nginx": [master := psutil.Process(nginx.proc.pid), *master.children()]}
         held, refusal = await capacity(urls["labkit proxy"], args.clients, args.deflate)
         note = f"labkit proxy as shipped held {held} of {args.clients} concurrent WebSockets"
-        throughput_urls = dict(urls)
-        if refusal:
-            note += (f"; the next was refused: {refusal}. Its throughput below is the same proxy "
-                     f"with the connector limit lifted (see unlimited_proxy)")
-            throughput_urls["labkit proxy"] = wss(proxies["unlimited"].info["port"])
-            relays["labkit proxy"] = [psutil.Process(proxies["unlimited"].proc.pid)]
+        if refusal:  # the proxy has no connection cap (a relayed socket opens its own)
+            note += f"; the next was refused: {refusal}"
         print(note, flush=True)
         message = json.dumps({"type": "say", "text": "x" * max(0, args.size - 30)})
         results = {p: Result() for p in PATHS}
@@ -289,7 +262,7 @@ async def measure(args: argparse.Namespace, echo: Child, proxies: dict[str, Chil
                 res = results[path]
                 res.rtts_us += await latency(urls[path], args.round_trips, message, args.deflate)
                 procs = {"client": [me], "relay": relays[path], "echo": [echo_p]}
-                rate, cpu = await throughput(throughput_urls[path], args.clients, args.messages,
+                rate, cpu = await throughput(urls[path], args.clients, args.messages,
                                              message, args.deflate, procs)
                 res.rates.append(rate)
                 for k, v in cpu.items():
@@ -358,7 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
     parser.add_argument("--serve", choices=("echo", "proxy"), help=argparse.SUPPRESS)
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--unlimited", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve == "echo":
         asyncio.run(serve_echo())
@@ -371,9 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         if runtime.loop_kind() == "uvloop":
             import uvloop
 
-            uvloop.run(serve_proxy(args.upstream, args.unlimited))
+            uvloop.run(serve_proxy(args.upstream))
         else:
-            asyncio.run(serve_proxy(args.upstream, args.unlimited))
+            asyncio.run(serve_proxy(args.upstream))
         return 0
 
     home = tempfile.mkdtemp(prefix="labkit-bench-")
@@ -390,7 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         upstream = ("--upstream", str(echo.info["plain"]))
         proxies["as is"] = Child("--serve", "proxy", *upstream)
-        proxies["unlimited"] = Child("--serve", "proxy", *upstream, "--unlimited")
         results, note = asyncio.run(measure(args, echo, proxies))
     finally:
         for child in proxies.values():
