@@ -12,6 +12,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Debian package for each piece, and whether the lab can run without it (outside CI).
@@ -138,8 +139,7 @@ def is_root() -> bool:
 def user_namespaces() -> bool:
     """Whether this process may create the namespaces Chromium's Linux sandbox needs (user, pid,
     net). Docker's default seccomp profile forbids them to an unprivileged process; podman's
-    allows them. Debian ships no setuid helper by default, and that helper needs the same
-    namespaces, so this is the whole question."""
+    allows them. (Debian installs no setuid sandbox helper by default to fall back on.)"""
     unshare = shutil.which("unshare")
     if unshare is None or platform.system() != "Linux":
         return True  # cannot tell here: let Chromium try
@@ -150,25 +150,35 @@ def user_namespaces() -> bool:
         return False
 
 
-def chromium_sandbox() -> tuple[bool, str]:
-    """Whether labkit starts Chromium with its sandbox, and why (``labkit doctor`` shows why).
+def sandbox_decision(mode: str, root: bool, namespaces: Callable[[], bool]) -> tuple[bool, str]:
+    """Whether Chromium keeps its sandbox, and why: the rule, without I/O (``namespaces`` is
+    asked only when the answer depends on it).
 
-    ``LABKIT_CHROMIUM_SANDBOX=1`` or ``0`` decides. ``auto`` (the lab's container image sets it)
-    keeps the sandbox wherever user namespaces can be created and turns it off where the
-    container forbids them: there the browser loads only the lab's own loopback pages and the
-    container is the boundary. Unset: on, except as root, where Chromium refuses it."""
-    mode = os.environ.get("LABKIT_CHROMIUM_SANDBOX", "").strip().lower()
+    ``mode`` is ``LABKIT_CHROMIUM_SANDBOX``: ``1`` or ``0`` decides. ``auto`` (the lab's container
+    image sets it) keeps the sandbox wherever user namespaces can be created and turns it off
+    where the container forbids them: there the browser loads only the lab's own loopback pages
+    and the container is the boundary. Empty: on, except as root, where Chromium refuses it."""
+    mode = mode.strip().lower()
     if mode in ("1", "on", "true", "yes"):
         return True, "on (LABKIT_CHROMIUM_SANDBOX=1)"
     if mode in ("0", "off", "false", "no"):
         return False, "off (LABKIT_CHROMIUM_SANDBOX=0)"
-    if is_root():
+    if mode not in ("", "auto"):
+        raise ValueError(f"LABKIT_CHROMIUM_SANDBOX={mode!r} is not a setting: use 1 (sandbox on), "
+                         "0 (off) or auto (off only where the container forbids it)")
+    if root:
         return False, "off: running as root, where Chromium refuses its sandbox"
-    if mode == "auto" and not user_namespaces():
+    if mode == "auto" and not namespaces():
         return False, ("off: this container forbids user namespaces (Docker's default seccomp "
                        "profile); the browser loads only the lab's loopback pages, and the "
                        "container is the boundary")
     return True, "on"
+
+
+def chromium_sandbox() -> tuple[bool, str]:
+    """:func:`sandbox_decision` for this process (``labkit doctor`` shows the reason)."""
+    return sandbox_decision(os.environ.get("LABKIT_CHROMIUM_SANDBOX", ""), is_root(),
+                            user_namespaces)
 
 
 def install_command(missing: list[str]) -> str:

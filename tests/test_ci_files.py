@@ -205,3 +205,19 @@ def test_user_namespace_probe_runs_the_real_unshare(monkeypatch: pytest.MonkeyPa
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     assert system.user_namespaces() is False
+
+
+def test_sandbox_setting_that_is_no_setting_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"SANDBOX='maybe' is not a setting: use 1"):
+        system.sandbox_decision("maybe", False, lambda: True)
+
+
+def test_sandbox_rule_asks_for_namespaces_only_in_auto() -> None:
+    asked: list[bool] = []
+
+    def probe() -> bool:
+        asked.append(True)
+        return False
+    assert system.sandbox_decision("", False, probe) == (True, "on") and not asked
+    assert system.sandbox_decision("auto", True, probe)[0] is False and not asked  # root first
+    assert system.sandbox_decision("AUTO ", False, probe)[0] is False and asked

@@ -180,7 +180,6 @@ class Driver:
             # shutting down): say so plainly instead of the driver's protocol error.
             raise VisitInterruptedError(url) from e
 
-
     async def _launch(self) -> None:
         raise NotImplementedError
 
