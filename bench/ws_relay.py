@@ -1,11 +1,16 @@
 """What a WebSocket relay costs: round trips and throughput, direct vs labkit's proxy vs nginx.
 
-Three paths to the same echo backend (a small ``websockets`` server), measured side by side in one
+Four paths to the same echo backend (a small ``websockets`` server), measured side by side in one
 run, loopback only, TLS from a throwaway lab CA:
 
 - direct:        client --wss--> echo (TLS on the backend itself);
 - labkit proxy:  client --wss--> labkit.serve.proxy.ReverseProxy --ws--> echo;
-- nginx:         client --wss--> nginx (labkit.serve.nginx.NginxServer, same route) --ws--> echo.
+- nginx:         client --wss--> nginx (labkit.serve.nginx.NginxServer, same route) --ws--> echo;
+- python floor:  client --wss--> the least a Python relay on the same loop can do --ws--> echo:
+                 TLS terminated by the loop, then every byte written on as it comes, nothing
+                 parsed or checked (no routes, no Host check, no limits: not a proxy anyone
+                 should run). It shows how much of labkit's gap to nginx is labkit's own code
+                 and how much is the language and loop it runs on.
 
 Latency: ``--round-trips`` echo round trips on one connection, one message in flight (p50, p99).
 Throughput: ``--clients`` connections, each sending ``--messages`` messages one after the other
@@ -25,10 +30,15 @@ always the bottleneck).
 Clients offer no permessage-deflate (``--deflate`` to offer it, as browsers do: labkit's proxy then
 compresses toward the client itself, while nginx passes the extension through to the backend).
 
-Targets: through labkit's proxy, p50 no slower than through nginx and at most 2x direct; throughput
-at least half of nginx's. Prints a table and the ratios; exits 0.
+``--one-core`` pins every process (clients, echo, relays) to one CPU: a round trip then costs the
+sum of the CPU work along it, without the scheduler's choice of cores in it — a steadier view of
+what each relay costs per message than the default, where the processes spread over the cores.
+
+Targets (issue 12): through labkit's proxy, p50 no slower than through nginx and at most 2x
+direct; throughput at least 0.8x nginx's. Prints a table and the ratios; exits 0.
 
     .venv/bin/python bench/ws_relay.py [--round-trips 2000] [--clients 200] [--messages 50]
+                                       [--one-core]
 """
 
 from __future__ import annotations
@@ -50,11 +60,11 @@ import psutil
 
 TARGET_P50_VS_NGINX = 1.0
 TARGET_P50_VS_DIRECT = 2.0
-TARGET_THROUGHPUT_VS_NGINX = 0.5
+TARGET_THROUGHPUT_VS_NGINX = 0.8
 #: Connections opened at once: the listeners' backlog is 128, and a burst of TLS handshakes
 #: beyond it would measure SYN retries, not the relay.
 CONNECT_AT_ONCE = 25
-PATHS = ("direct", "labkit proxy", "nginx")
+PATHS = ("direct", "labkit proxy", "nginx", "python floor")
 
 
 # -- the server processes ------------------------------------------------------------------------
@@ -106,6 +116,62 @@ async def serve_proxy(echo_port: int) -> None:
         await _until_stdin_closes()
     finally:
         await proxy.stop()
+
+
+class _FloorUp(asyncio.Protocol):
+    def __init__(self, down: asyncio.Transport) -> None:
+        self.down = down
+
+    def data_received(self, data: bytes) -> None:
+        self.down.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.down.close()
+
+
+class _FloorDown(asyncio.Protocol):
+    """The python floor: bytes both ways, as they come (the handshake too), nothing checked."""
+
+    def __init__(self, echo_port: int) -> None:
+        self.echo_port = echo_port
+        self.up: asyncio.Transport | None = None
+        self.early: list[bytes] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.down: asyncio.Transport = transport  # type: ignore[assignment]
+        self.task = asyncio.ensure_future(self._connect())
+
+    async def _connect(self) -> None:
+        up, _ = await asyncio.get_running_loop().create_connection(
+            lambda: _FloorUp(self.down), "127.0.0.1", self.echo_port)
+        self.up = up  # type: ignore[assignment]
+        for data in self.early:
+            up.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.up is None:
+            self.early.append(data)
+        else:
+            self.up.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.up is not None:
+            self.up.close()
+
+
+async def serve_floor(echo_port: int) -> None:
+    from labkit.lab import bind_loopback
+    from labkit.serve.pki import LabPKI
+
+    sock = bind_loopback("localhost", 0, "floor")
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _FloorDown(echo_port), sock=sock, ssl=LabPKI().cert("lab").server_context())
+    print(json.dumps({"port": sock.getsockname()[1]}), flush=True)
+    try:
+        await _until_stdin_closes()
+    finally:
+        server.close()
 
 
 class Child:
@@ -247,9 +313,13 @@ async def measure(args: argparse.Namespace, echo: Child, proxies: dict[str, Chil
         me, echo_p = psutil.Process(), psutil.Process(echo.proc.pid)
         wss = lambda port: f"wss://localhost:{port}/ws"  # noqa: E731
         urls = {"direct": wss(echo.info["tls"]), "labkit proxy": wss(proxies["as is"].info["port"]),
-                "nginx": wss(nginx_port)}
+                "nginx": wss(nginx_port), "python floor": wss(proxies["floor"].info["port"])}
         relays = {"direct": [], "labkit proxy": [psutil.Process(proxies["as is"].proc.pid)],
-                  "nginx": [master := psutil.Process(nginx.proc.pid), *master.children()]}
+                  "nginx": [master := psutil.Process(nginx.proc.pid), *master.children()],
+                  "python floor": [psutil.Process(proxies["floor"].proc.pid)]}
+        if args.one_core:
+            for p in (me, echo_p, *(p for ps in relays.values() for p in ps)):
+                p.cpu_affinity([min(me.cpu_affinity())])
         held, refusal = await capacity(urls["labkit proxy"], args.clients, args.deflate)
         note = f"labkit proxy as shipped held {held} of {args.clients} concurrent WebSockets"
         if refusal:  # the proxy has no connection cap (a relayed socket opens its own)
@@ -258,7 +328,8 @@ async def measure(args: argparse.Namespace, echo: Child, proxies: dict[str, Chil
         message = json.dumps({"type": "say", "text": "x" * max(0, args.size - 30)})
         results = {p: Result() for p in PATHS}
         for r in range(args.repeats):
-            for path in PATHS[r % 3:] + PATHS[:r % 3]:  # rotate: no path always goes first
+            shift = r % len(PATHS)
+            for path in PATHS[shift:] + PATHS[:shift]:  # rotate: no path always goes first
                 res = results[path]
                 res.rtts_us += await latency(urls[path], args.round_trips, message, args.deflate)
                 procs = {"client": [me], "relay": relays[path], "echo": [echo_p]}
@@ -280,17 +351,21 @@ RATIOS: tuple[tuple[str, str, str, str, tuple[str, float] | None], ...] = (
     ("p50 labkit proxy / direct", "labkit proxy", "direct", "p50", ("<=", TARGET_P50_VS_DIRECT)),
     ("p50 labkit proxy / nginx", "labkit proxy", "nginx", "p50", ("<=", TARGET_P50_VS_NGINX)),
     ("p50 nginx / direct", "nginx", "direct", "p50", None),
+    ("p50 python floor / nginx", "python floor", "nginx", "p50", None),
+    ("p50 labkit proxy / floor", "labkit proxy", "python floor", "p50", None),
     ("msg/s labkit proxy / nginx", "labkit proxy", "nginx", "rate",
      (">=", TARGET_THROUGHPUT_VS_NGINX)),
     ("msg/s labkit proxy / direct", "labkit proxy", "direct", "rate", None),
     ("msg/s nginx / direct", "nginx", "direct", "rate", None),
+    ("msg/s python floor / nginx", "python floor", "nginx", "rate", None),
 )
 
 
 def report(results: dict[str, Result], note: str, args: argparse.Namespace) -> None:
     print(f"\nWebSocket relay, {args.repeats} repeats; latency: {args.round_trips} round trips "
           f"per repeat; throughput: {args.clients} clients x {args.messages} messages "
-          f"({args.size} B, deflate {'on' if args.deflate else 'off'})")
+          f"({args.size} B, deflate {'on' if args.deflate else 'off'})"
+          f"{'; every process on one CPU' if args.one_core else ''}")
     print(f"{'path':<14}{'p50 µs':>9}{'p99 µs':>9}{'msg/s':>10}   CPU, share of a core "
           f"(client / relay / echo)")
     for path, res in results.items():
@@ -329,23 +404,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="message size in bytes")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate")
-    parser.add_argument("--serve", choices=("echo", "proxy"), help=argparse.SUPPRESS)
+    parser.add_argument("--one-core", action="store_true",
+                        help="pin every process to one CPU (steadier; see the docstring)")
+    parser.add_argument("--serve", choices=("echo", "proxy", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve == "echo":
         asyncio.run(serve_echo())
         return 0
-    if args.serve == "proxy":
+    if args.serve in ("proxy", "floor"):
         # The loop labkit's own thread runs (uvloop where installed; LABKIT_LOOP=asyncio to
-        # compare with the standard loop).
+        # compare with the standard loop); the floor runs on the same one.
         from labkit import runtime
 
+        serve = serve_proxy if args.serve == "proxy" else serve_floor
         if runtime.loop_kind() == "uvloop":
             import uvloop
 
-            uvloop.run(serve_proxy(args.upstream))
+            uvloop.run(serve(args.upstream))
         else:
-            asyncio.run(serve_proxy(args.upstream))
+            asyncio.run(serve(args.upstream))
         return 0
 
     home = tempfile.mkdtemp(prefix="labkit-bench-")
@@ -362,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         upstream = ("--upstream", str(echo.info["plain"]))
         proxies["as is"] = Child("--serve", "proxy", *upstream)
+        proxies["floor"] = Child("--serve", "floor", *upstream)
         results, note = asyncio.run(measure(args, echo, proxies))
     finally:
         for child in proxies.values():

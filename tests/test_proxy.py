@@ -140,6 +140,11 @@ class Backend:
                     assert request.transport is not None
                     request.transport.abort()
                     break
+                if msg.data.startswith("flood:"):  # flood:COUNT:SIZE binary messages, at once
+                    _, count, size = msg.data.split(":")
+                    for _ in range(int(count)):
+                        await ws.send_bytes(b"f" * int(size))
+                    continue
                 await ws.send_str(msg.data)
             elif msg.type == WSMsgType.BINARY:
                 self.messages.append(len(msg.data))
@@ -406,6 +411,54 @@ def test_message_over_the_limit_closes_with_1009() -> None:
 
         assert asyncio.run(go()) == 1009
         assert backend.messages == [1024]  # the big one never reached the backend
+
+
+def _flood_peak(high_water: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """A backend floods 32 MiB toward a browser that reads nothing for a second: the largest send
+    buffer the proxy held toward that browser meanwhile, and how many messages arrived after."""
+    from labkit.serve import splice as splice_module
+
+    monkeypatch.setattr(splice_module, "HIGH_WATER", high_water)
+    count, size = 512, 64 * 1024
+    with proxied() as (_, proxy, port, pki):
+        def buffered() -> int:
+            return max((sp.down.get_write_buffer_size() for sp in proxy.splices), default=0)
+
+        async def go() -> tuple[int, int]:
+            async with ws_connect(f"wss://{HOST}:{port}/ws", pki, max_size=MiB,
+                                  max_queue=1) as ws:
+                await ws.send(f"flood:{count}:{size}")
+                peak = 0
+                for _ in range(20):  # 1 s, reading nothing
+                    await asyncio.sleep(0.05)
+                    peak = max(peak, runtime.call(buffered))
+                got = 0
+                while got < count:
+                    assert len(await asyncio.wait_for(ws.recv(), 10)) == size
+                    got += 1
+                return peak, got
+
+        return asyncio.run(go())
+
+
+def test_a_browser_that_does_not_read_holds_the_proxy_to_its_buffer_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flow control: once the browser's send buffer passes the limit, the proxy stops reading the
+    backend (whose own sends then wait), and reads it again once the browser catches up."""
+    from labkit.serve.splice import HIGH_WATER
+
+    peak, got = _flood_peak(HIGH_WATER, monkeypatch)
+    assert got == 512  # nothing lost once reading resumed
+    assert peak <= HIGH_WATER + 512 * 1024, f"{peak / MiB:.1f} MiB held"
+
+
+def test_twin_without_a_limit_the_flood_piles_up_in_the_proxy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The twin: with the limit above the flood, the same browser makes the proxy hold many MiB
+    (so the test above measures what it claims)."""
+    peak, got = _flood_peak(64 * MiB, monkeypatch)
+    assert got == 512
+    assert peak > 8 * MiB, f"only {peak / MiB:.1f} MiB held"
 
 
 def test_client_vanishing_is_passed_on_to_the_backend_promptly_as_going_away() -> None:

@@ -30,7 +30,10 @@ log = logging.getLogger("labkit.proxy")
 #: registry: 1014 "Bad Gateway").
 BACKEND_GONE = 1014
 _KEEP = ("sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions")
-_HIGH_WATER = 1024 * 1024
+#: Flow control: a side whose send buffer holds more than this stops the other side's reads until
+#: it drains below a quarter of it, so a reader that does not keep up (a slow Wi-Fi, a frozen tab)
+#: costs the proxy at most this much memory per direction, as nginx's fixed buffers do.
+HIGH_WATER = 1024 * 1024
 _MAX_HEAD = 64 * 1024  # a handshake answer longer than this is not one
 
 
@@ -85,6 +88,15 @@ class _Upstream(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False  # close our side too
 
+    # The transport says when its send buffer is over or back under the limits (see HIGH_WATER).
+    def pause_writing(self) -> None:
+        if self.splice is not None:
+            self.splice.down.pause_reading()  # type: ignore[attr-defined]
+
+    def resume_writing(self) -> None:
+        if self.splice is not None:
+            self.splice.resume(self.splice.down)
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.splice is not None:
             self.splice.backend_gone()
@@ -109,6 +121,7 @@ class _Down(asyncio.Protocol):
     (and then tells the splice, its payload parser), and flow control reaches it as before."""
 
     def __init__(self, splice: Splice, handler: asyncio.BaseProtocol) -> None:
+        self.splice = splice
         self.feed = splice.feed_data
         self.handler = handler
 
@@ -121,10 +134,14 @@ class _Down(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.handler.connection_lost(exc)
 
+    # The browser's send buffer is over or back under the limits (see HIGH_WATER): stop or go on
+    # reading the backend.
     def pause_writing(self) -> None:
+        self.splice.up.pause_reading()  # type: ignore[attr-defined]
         self.handler.pause_writing()
 
     def resume_writing(self) -> None:
+        self.splice.resume(self.splice.up)
         self.handler.resume_writing()
 
 
@@ -139,6 +156,8 @@ class Splice:
         self.up_cursor = FrameCursor(limit=max_message)  # browser -> backend
         self.down_cursor = FrameCursor()  # backend -> browser
         self.idle_timeout = idle_timeout
+        for side in (self.down, self.up):
+            side.set_write_buffer_limits(high=HIGH_WATER, low=HIGH_WATER // 4)
         self.last = time.monotonic()
         self.done = asyncio.get_running_loop().create_future()
         self.discarding = False
@@ -151,7 +170,8 @@ class Splice:
     # aiohttp hands every byte the browser sends after the upgrade to its "payload parser":
     # this object, installed with set_parser() as aiohttp's own WebSocketResponse does.
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
-        self.last = time.monotonic()
+        if self.idle_timeout:
+            self.last = time.monotonic()
         if self.discarding:
             # After refusing a frame: skip what the browser still sends until its close frame
             # (closing with unread data would reset the connection and lose our close frame).
@@ -168,9 +188,8 @@ class Splice:
             self.up_cursor.feed(data[cut:])
             self.timers.append(asyncio.get_running_loop().call_later(2.0, self._finish))
             return False, b""
-        self._write_up(data)
-        if self.up.get_write_buffer_size() > _HIGH_WATER:
-            self._throttle(self.down, self.up)
+        if not self.up.is_closing():
+            self.up.write(data)
         return False, b""
 
     def feed_eof(self) -> None:
@@ -180,13 +199,12 @@ class Splice:
         self._finish()
 
     def from_backend(self, data: bytes) -> None:
-        self.last = time.monotonic()
+        if self.idle_timeout:
+            self.last = time.monotonic()
         if self.said_close or self.down.is_closing():
             return  # the proxy already said goodbye: a second close frame would be an error
         self.down_cursor.feed(data)
         self.down.write(data)
-        if self.down.get_write_buffer_size() > _HIGH_WATER:
-            self._throttle(self.up, self.down)
 
     def backend_gone(self) -> None:
         if not self.down_cursor.closed and self.down_cursor.at_boundary \
@@ -200,19 +218,11 @@ class Splice:
         if data and not self.up.is_closing():
             self.up.write(data)
 
-    def _throttle(self, reading: asyncio.BaseTransport, full: asyncio.WriteTransport) -> None:
-        """Stop reading one side while the other side's send buffer drains (backpressure)."""
-        reading.pause_reading()  # type: ignore[attr-defined]
-
-        async def resume() -> None:
-            while full.get_write_buffer_size() > _HIGH_WATER // 4 and not full.is_closing():
-                await asyncio.sleep(0.005)
-            if not reading.is_closing():
-                reading.resume_reading()  # type: ignore[attr-defined]
-
-        task = asyncio.ensure_future(resume())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    @staticmethod
+    def resume(reading: asyncio.BaseTransport) -> None:
+        """Read ``reading`` again: the other side's send buffer has drained (see HIGH_WATER)."""
+        if not reading.is_closing():
+            reading.resume_reading()  # type: ignore[attr-defined]
 
     async def watch_idle(self) -> None:
         assert self.idle_timeout
