@@ -8,7 +8,10 @@ The session's one Chromium (the ``browser`` fixture) is shared; each visit gets 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
+from procs_util import child, survivors
 
 from labkit import (
     CorsPolicy,
@@ -388,42 +392,20 @@ def test_an_error_answer_before_the_visit_does_not_wait_either(browser: Browser)
     assert (obs.status, obs.navigation_error) == (502, None)
 
 
-def test_chromium_dies_with_a_killed_labkit() -> None:
-    """SIGKILL on the process that started the browser (a killed kernel): Playwright's driver
-    sees its pipe close and takes Chromium with it — nothing of the browser outlives labkit."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    import psutil
-
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
+def test_chromium_dies_with_a_killed_labkit(sig: int) -> None:
+    """SIGKILL on the process that started the browser (a killed kernel), or SIGHUP (a closed
+    terminal): Playwright's driver sees its pipe close and takes Chromium with it — nothing of
+    the browser outlives labkit."""
     script = ("import time\nfrom labkit.observe.browser import Browser\n"
               "Browser().start()\nprint('up', flush=True)\ntime.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
-    try:
+    with child([sys.executable, "-c", script]) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
         kids = {c.pid: c.name() for c in psutil.Process(proc.pid).children(recursive=True)}
         assert any("chrom" in n for n in kids.values()), kids
-        os.kill(proc.pid, 9)
+        os.kill(proc.pid, sig)
         proc.wait(10)
-
-        def alive(pid: int) -> bool:
-            try:
-                return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-            except psutil.NoSuchProcess:
-                return False
-
-        deadline = time.monotonic() + 10
-        while any(alive(p) for p in kids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [kids[p] for p in kids if alive(p)], "the browser outlived labkit"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        assert not [kids[p] for p in survivors(kids, 10)], "the browser outlived labkit"
 
 
 @pytest.mark.parametrize("omnibox_off", [True, False])

@@ -10,11 +10,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
+from procs_util import child, survivors
 
 from labkit import FirefoxProtocolError, Lab, LabError, explain, runtime
 from labkit.model import scenarios
@@ -190,34 +190,17 @@ def test_a_tour_keeps_a_screenshot_only_when_asked(firefox: Firefox, tmp_path: P
 
 
 # -- nothing left behind ------------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
 def test_firefox_dies_with_a_killed_labkit(sig: int) -> None:
     script = ("import time\nfrom labkit.observe.firefox import Firefox\n"
               "Firefox().start()\nprint('up', flush=True)\ntime.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
-    try:
+    with child([sys.executable, "-c", script]) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
         kids = {c.pid: c.name() for c in psutil.Process(proc.pid).children(recursive=True)}
         assert any("firefox" in n for n in kids.values()), kids
         os.kill(proc.pid, sig)
         proc.wait(10)
-        deadline = time.monotonic() + 10
-        while any(_alive(p) for p in kids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [kids[p] for p in kids if _alive(p)], "Firefox outlived labkit"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        assert not [kids[p] for p in survivors(kids, 10)], "Firefox outlived labkit"
 
 
 def test_a_dead_labkits_firefox_is_stopped_through_its_pid_file(tmp_path: Path) -> None:
@@ -234,10 +217,7 @@ def test_a_dead_labkits_firefox_is_stopped_through_its_pid_file(tmp_path: Path) 
     try:
         pid = f._proc.pid  # type: ignore[union-attr]
         stop_leftover(Path(f._home or ""))
-        deadline = time.monotonic() + 5
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(pid)
+        assert not survivors([pid], 5)
     finally:
         f.stop()
 

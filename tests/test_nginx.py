@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 import pytest
 from aiohttp import web
+from procs_util import alive, child, survivors
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -68,13 +69,6 @@ def nginx_pids(conf: str) -> tuple[str, set[int]]:
 
 def nginx_children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True) if "nginx" in p.name()}
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -706,10 +700,7 @@ def test_a_killed_master_leaves_no_worker_after_stop() -> None:
     t0 = time.monotonic()
     lab.stop()
     assert time.monotonic() - t0 < 5
-    deadline = time.monotonic() + 3
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(alive(p) for p in pids), "an nginx worker outlived its master and the lab"
+    assert not survivors(pids, 3), "an nginx worker outlived its master and the lab"
 
 
 @pytest.mark.parametrize("sig", [9, 1])
@@ -719,9 +710,8 @@ def test_nginx_dies_with_a_killed_labkit(sig: int) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "labkit", "up", "--scenario", "nginx-proxy",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
+    with child([sys.executable, "-m", "labkit", "up", "--scenario", "nginx-proxy", "--json"],
+               stderr=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         port = next(s["port"] for s in info["services"] if s["name"] == "proxy")
@@ -730,18 +720,9 @@ def test_nginx_dies_with_a_killed_labkit(sig: int) -> None:
         assert pids
         os.kill(proc.pid, sig)
         proc.wait(10)
-        deadline = time.monotonic() + 5
-        while any(alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(alive(p) for p in pids), "nginx outlived the labkit that started it"
+        assert not survivors(pids, 5), "nginx outlived the labkit that started it"
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0  # nobody listens there any more
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def test_doctor_stops_an_nginx_whose_labkit_died() -> None:
@@ -761,9 +742,6 @@ def test_doctor_stops_an_nginx_whose_labkit_died() -> None:
                               capture_output=True, text=True, check=True).stdout.strip()
         Path(prefix, OWNER).write_text(dead)  # as if the labkit that started it was killed
         assert nginx_mod.stop_leftovers() == 1
-        deadline = time.monotonic() + 3
-        while any(alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(alive(p) for p in pids) and not Path(prefix).exists()
+        assert not survivors(pids, 3) and not Path(prefix).exists()
     finally:
         lab.stop()
