@@ -24,6 +24,10 @@ Why this route (each point verified against Debian's Firefox ESR 153, see BROWSE
   still held would block for ever), it runs in its own process group, stops with labkit's
   process on Linux (parent-death signal), and the next labkit stops a leftover through its pid
   file before deleting its folder.
+- Live mode (headed, ``devtools``): each visited tab gets its DevTools opened on the Console
+  before the page loads (Firefox's own ``gDevTools.showToolboxForTab``, from the privileged
+  scope), and the last visit's user context stays open on screen until the next visit, as in
+  Chromium's live mode.
 """
 
 from __future__ import annotations
@@ -195,6 +199,7 @@ class Firefox(Driver):
         self._owner: dict[str, str] = {}
         self._chrome: str | None = None  # the privileged window, where HSTS is forgotten
         self._one_visit = asyncio.Lock()
+        self._kept: str | None = None  # live mode: the last visit's user context, on screen
 
     visits_at_once = 1  # see _observe
 
@@ -266,8 +271,6 @@ class Firefox(Driver):
                 "--profile", str(profile), "--no-remote", "--new-instance"]
         if self.headless:
             args.insert(1, "--headless")
-        if self.devtools:
-            args.append("--devtools")
         # HOME and the caches in the throwaway folder too: nothing is written outside temp.
         env = dict(os.environ, HOME=self._home, XDG_CACHE_HOME=self._home,
                    XDG_CONFIG_HOME=self._home, MOZ_CRASHREPORTER_DISABLE="1")
@@ -338,6 +341,7 @@ class Firefox(Driver):
         self._visits.clear()
         self._owner.clear()
         self._chrome = None
+        self._kept = None
         if ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), 2)
@@ -383,6 +387,8 @@ class Firefox(Driver):
         visit = self._visits[uc] = _Visit()
         ctx = (await self._cmd("browsingContext.create", type="tab", userContext=uc))["context"]
         self._owner[ctx] = uc
+        if self.devtools:
+            await self._show_console()
         out: dict[str, Any] = {"nav_error": None, "status": None, "redirects": [], "visit": visit}
         try:
             nav = await asyncio.wait_for(self._cmd("browsingContext.navigate", context=ctx,
@@ -406,9 +412,21 @@ class Firefox(Driver):
         await self._privileged("Cc['@mozilla.org/ssservice;1']"
                                ".getService(Ci.nsISiteSecurityService).clearAll(); true")
 
-    async def _privileged(self, expression: str) -> None:
+    async def _show_console(self) -> None:
+        """Live mode: DevTools on the Console for the tab just created (the selected one: it
+        opened in the foreground, and visits run one at a time), before its page loads, so the
+        Console shows every red line as it happens."""
+        await self._privileged(
+            "(async () => { const { require } = ChromeUtils.importESModule("
+            "'resource://devtools/shared/loader/Loader.sys.mjs');"
+            " const { gDevTools } = require('devtools/client/framework/devtools');"
+            " const win = Services.wm.getMostRecentWindow('navigator:browser');"
+            " await gDevTools.showToolboxForTab(win.gBrowser.selectedTab,"
+            " { toolId: 'webconsole' }); return true; })()", wait=True)
+
+    async def _privileged(self, expression: str, *, wait: bool = False) -> None:
         r = await self._cmd("script.evaluate", target={"context": self._chrome},
-                            awaitPromise=False, expression=expression)
+                            awaitPromise=wait, expression=expression)
         if r.get("type") != "success":
             raise RuntimeError(f"Firefox refused {expression[:60]}…: "
                                + str(r.get("exceptionDetails", {}).get("text", "")))
@@ -462,8 +480,11 @@ class Firefox(Driver):
             self._visits.pop(uc, None)
             for c in [c for c, u in self._owner.items() if u == uc]:
                 self._owner.pop(c, None)
+            if self.devtools:
+                # Live mode: the page and its DevTools stay on screen until the next visit.
+                uc, self._kept = self._kept, uc
             # Closing the user context closes its tabs and forgets its cookies and HSTS.
-            if self.running:
+            if self.running and uc is not None:
                 self._closing.add(asyncio.ensure_future(self._remove(uc)))
         messages = list(visit.console)
         sockets = [SocketEvent(s["url"], bool(s["opened"]), s["code"], s["reason"],
