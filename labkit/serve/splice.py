@@ -167,8 +167,9 @@ class Splice:
         self.tasks: set[asyncio.Task[None]] = set()
         self.timers: list[asyncio.TimerHandle] = []
 
-    # aiohttp hands every byte the browser sends after the upgrade to its "payload parser":
-    # this object, installed with set_parser() as aiohttp's own WebSocketResponse does.
+    # Every byte the browser sends after the upgrade arrives here: what came right behind its
+    # handshake from aiohttp (this object is its "payload parser", installed with set_parser()
+    # as aiohttp's own WebSocketResponse does), the rest straight from _Down.
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         if self.idle_timeout:
             self.last = time.monotonic()
