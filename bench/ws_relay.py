@@ -136,7 +136,7 @@ class _FloorDown(asyncio.Protocol):
         self.echo_port = echo_port
         self.up: asyncio.Transport | None = None
         self.early: list[bytes] = []
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # held: else it may be collected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.down: asyncio.Transport = transport  # type: ignore[assignment]

@@ -3,7 +3,9 @@ process that is always reaped, whatever the test did to it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -42,3 +44,18 @@ def child(argv: list[str], **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def survivors_of_killed_starter(start: str, sig: int, name: str) -> list[str]:
+    """Run ``start`` (Python that starts something, e.g. ``Firefox().start()``) in a child
+    process, send the child ``sig`` once it is up (SIGKILL: a killed kernel; SIGHUP: a closed
+    terminal), and return the names of what it started that is still alive 10 s later. Asserts
+    that it did start a process whose name contains ``name``."""
+    script = f"import time\n{start}\nprint('up', flush=True)\ntime.sleep(60)\n"
+    with child([sys.executable, "-c", script]) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
+        kids = {c.pid: c.name() for c in psutil.Process(proc.pid).children(recursive=True)}
+        assert any(name in n for n in kids.values()), kids
+        os.kill(proc.pid, sig)
+        proc.wait(10)
+        return [kids[p] for p in survivors(kids, 10)]

@@ -8,10 +8,8 @@ The session's one Chromium (the ``browser`` fixture) is shared; each visit gets 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ from typing import Any
 
 import psutil
 import pytest
-from procs_util import child, survivors
+from procs_util import survivors_of_killed_starter
 
 from labkit import (
     CorsPolicy,
@@ -397,15 +395,9 @@ def test_chromium_dies_with_a_killed_labkit(sig: int) -> None:
     """SIGKILL on the process that started the browser (a killed kernel), or SIGHUP (a closed
     terminal): Playwright's driver sees its pipe close and takes Chromium with it — nothing of
     the browser outlives labkit."""
-    script = ("import time\nfrom labkit.observe.browser import Browser\n"
-              "Browser().start()\nprint('up', flush=True)\ntime.sleep(60)\n")
-    with child([sys.executable, "-c", script]) as proc:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
-        kids = {c.pid: c.name() for c in psutil.Process(proc.pid).children(recursive=True)}
-        assert any("chrom" in n for n in kids.values()), kids
-        os.kill(proc.pid, sig)
-        proc.wait(10)
-        assert not [kids[p] for p in survivors(kids, 10)], "the browser outlived labkit"
+    assert not survivors_of_killed_starter(
+        "from labkit.observe.browser import Browser\nBrowser().start()", sig, "chrom"), \
+        "the browser outlived labkit"
 
 
 @pytest.mark.parametrize("omnibox_off", [True, False])

@@ -5,16 +5,14 @@ in one line."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
-from procs_util import child, survivors
+from procs_util import survivors, survivors_of_killed_starter
 
 from labkit import FirefoxProtocolError, Lab, LabError, explain, runtime
 from labkit.model import scenarios
@@ -192,15 +190,9 @@ def test_a_tour_keeps_a_screenshot_only_when_asked(firefox: Firefox, tmp_path: P
 # -- nothing left behind ------------------------------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
 def test_firefox_dies_with_a_killed_labkit(sig: int) -> None:
-    script = ("import time\nfrom labkit.observe.firefox import Firefox\n"
-              "Firefox().start()\nprint('up', flush=True)\ntime.sleep(60)\n")
-    with child([sys.executable, "-c", script]) as proc:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == b"up"
-        kids = {c.pid: c.name() for c in psutil.Process(proc.pid).children(recursive=True)}
-        assert any("firefox" in n for n in kids.values()), kids
-        os.kill(proc.pid, sig)
-        proc.wait(10)
-        assert not [kids[p] for p in survivors(kids, 10)], "Firefox outlived labkit"
+    assert not survivors_of_killed_starter(
+        "from labkit.observe.firefox import Firefox\nFirefox().start()", sig, "firefox"), \
+        "Firefox outlived labkit"
 
 
 def test_a_dead_labkits_firefox_is_stopped_through_its_pid_file(tmp_path: Path) -> None:

@@ -189,8 +189,7 @@ class Splice:
             self.up_cursor.feed(data[cut:])
             self.timers.append(asyncio.get_running_loop().call_later(2.0, self._finish))
             return False, b""
-        if not self.up.is_closing():
-            self.up.write(data)
+        self._write_up(data)
         return False, b""
 
     def feed_eof(self) -> None:
